@@ -35,6 +35,10 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str) -> None:
+    """Bring both schemas up to date: DBOS's system tables and the capstone's."""
+    from dbos import DBOS
+
+    DBOS.migrate(database_url)
     command.upgrade(alembic_config(database_url), "head")
 
 

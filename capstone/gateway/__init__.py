@@ -1,0 +1,1 @@
+"""The internal gateway: HTTP, Server-Sent Events and WebSocket in front of the runners."""

@@ -1,0 +1,1 @@
+"""The agent runtime: runner processes executing durable agent runs on DBOS."""
