@@ -449,7 +449,14 @@ async def test_control_plane_over_http(served_model: ServedModel) -> None:
             "/_offline/faults", json={"kind": "error", "times": 3, "match": "boom"}
         )
         refused = await http.post("/_offline/faults", json={"kind": "melt", "times": 1})
-        too_few = await http.post("/_offline/faults", json={"kind": "error", "times": 0})
+        too_few = await http.post(
+            "/_offline/faults", json={"kind": "error", "times": 0}
+        )
+        broken = await http.post(
+            "/_offline/faults",
+            content=b"not json",
+            headers={"content-type": "application/json"},
+        )
         pending = await http.get("/_offline/faults")
 
         with pytest.raises(openai.InternalServerError):
@@ -478,6 +485,9 @@ async def test_control_plane_over_http(served_model: ServedModel) -> None:
     assert refused.status_code == 400
     assert refused.json()["error"]["type"] == "invalid_request_error"
     assert too_few.status_code == 400
+    assert "times" in too_few.json()["error"]["message"]
+    assert broken.status_code == 400
+    assert "not valid JSON" in broken.json()["error"]["message"]
     assert [fault["kind"] for fault in pending.json()] == ["error"]
     [record] = calls.json()
     assert record["last_user_message"] == "boom"
@@ -508,9 +518,10 @@ def test_fault_plan_plays_the_oldest_matching_fault_first() -> None:
     plan.add("error", times=1)
     plan.add("rate_limit", times=1)
 
-    kinds = [plan.take("be slow"), plan.take("be slow"), plan.take("x"), plan.take("x")]
+    taken = [plan.take(message) for message in ("be slow", "be slow", "x", "x")]
 
-    assert [f.kind if f else None for f in kinds] == ["timeout", "error", "rate_limit", None]
+    kinds = [fault.kind if fault else None for fault in taken]
+    assert kinds == ["timeout", "error", "rate_limit", None]
 
 
 def test_fault_plan_never_plays_a_fault_more_than_times_across_threads() -> None:

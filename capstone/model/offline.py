@@ -99,7 +99,7 @@ class FaultPlan:
         match: str | None = None,
         delay_seconds: float = 30.0,
     ) -> Fault:
-        """Queue a fault; raises ``ValueError`` for an unknown kind or ``times < 1``."""
+        """Queue a fault; ``ValueError`` for an unknown kind, times < 1 or a delay < 0."""
         fault = Fault(kind=kind, times=times, match=match, delay_seconds=delay_seconds)
         with self._lock:
             self._pending.append(fault)
@@ -402,7 +402,7 @@ def _deltas(reply: ScriptedReply) -> list[dict[str, Any]]:
         ]
 
     call = reply.tool_call
-    head = {
+    head: dict[str, Any] = {
         "role": "assistant",
         "content": None,
         "tool_calls": [
@@ -428,8 +428,12 @@ def _deltas(reply: ScriptedReply) -> list[dict[str, Any]]:
 
 
 def _choice(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
-    return {**choice, "logprobs": None}
+    return {
+        "index": 0,
+        "delta": delta,
+        "finish_reason": finish_reason,
+        "logprobs": None,
+    }
 
 
 async def _stream_events(
@@ -476,6 +480,40 @@ def _error_response(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+async def _play_fault(fault: Fault) -> JSONResponse | None:
+    """The failure ``fault`` answers with; a timeout waits, then lets the reply go."""
+    if fault.kind == "error":
+        return _error_response(
+            500,
+            "The offline model failed on purpose (injected error fault).",
+            "server_error",
+            "server_error",
+        )
+    if fault.kind == "rate_limit":
+        return _error_response(
+            429,
+            f"Rate limit reached for {MODEL_NAME} (injected rate_limit fault).",
+            "requests",
+            "rate_limit_exceeded",
+            headers={"Retry-After": "1"},
+        )
+
+    await asyncio.sleep(fault.delay_seconds)
+    return None
+
+
+def _first_problem(exc: RequestValidationError) -> str:
+    problems = exc.errors()
+    if not problems:
+        return "the body does not fit the schema."
+
+    first = problems[0]
+    if first.get("type") == "json_invalid":
+        return "the body is not valid JSON."
+    where = ".".join(str(part) for part in first["loc"] if part != "body")
+    return f"{where or 'body'}: {first['msg']}."
+
+
 def create_offline_model_app(
     faults: FaultPlan | None = None, *, token_delay_seconds: float = 0.0
 ) -> FastAPI:
@@ -494,15 +532,7 @@ def create_offline_model_app(
     async def reject_invalid_request(
         request: Request, exc: RequestValidationError
     ) -> JSONResponse:
-        problems = exc.errors()
-        if not problems:
-            return _error_response(
-                400, "Invalid request.", "invalid_request_error", "invalid_request"
-            )
-
-        first = problems[0]
-        where = ".".join(str(part) for part in first["loc"] if part != "body")
-        message = f"Invalid request: {where or 'body'}: {first['msg']}."
+        message = "Invalid request: " + _first_problem(exc)
         return _error_response(400, message, "invalid_request_error", "invalid_request")
 
     @app.post("/v1/chat/completions", response_model=None)
@@ -515,23 +545,9 @@ def create_offline_model_app(
 
         if fault is not None:
             logger.info("offline model: playing a %s fault", fault.kind)
-        if fault is not None and fault.kind == "error":
-            return _error_response(
-                500,
-                "The offline model failed on purpose (injected error fault).",
-                "server_error",
-                "server_error",
-            )
-        if fault is not None and fault.kind == "rate_limit":
-            return _error_response(
-                429,
-                f"Rate limit reached for {MODEL_NAME} (injected rate_limit fault).",
-                "requests",
-                "rate_limit_exceeded",
-                headers={"Retry-After": "1"},
-            )
-        if fault is not None and fault.kind == "timeout":
-            await asyncio.sleep(fault.delay_seconds)
+            failure = await _play_fault(fault)
+            if failure is not None:
+                return failure
 
         reply = script_reply(chat)
         if not chat.stream:
