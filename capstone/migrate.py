@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from alembic import command
@@ -34,12 +35,29 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+# Any fixed number: every process that migrates takes this lock first, so runners
+# and gateways starting together migrate one after another, not at once.
+MIGRATION_LOCK = 7_220_001
+
+
 def upgrade(database_url: str) -> None:
     """Bring both schemas up to date: DBOS's system tables and the capstone's."""
+    import psycopg
     from dbos import DBOS
 
-    DBOS.migrate(database_url)
-    command.upgrade(alembic_config(database_url), "head")
+    with psycopg.connect(database_url, autocommit=True) as lock_conn:
+        # Poll rather than block: a session blocked in pg_advisory_lock holds a
+        # snapshot, and CREATE INDEX CONCURRENTLY in the migration we wait for
+        # would wait for that snapshot in turn.
+        while not lock_conn.execute(
+            "SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK,)
+        ).fetchone()[0]:  # type: ignore[index]
+            time.sleep(0.2)
+        try:
+            DBOS.migrate(database_url)
+            command.upgrade(alembic_config(database_url), "head")
+        finally:
+            lock_conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
 def head_revision() -> str:

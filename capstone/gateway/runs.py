@@ -99,8 +99,10 @@ class RunService:
             if statuses
             else RunStatus.QUEUED
         )
-        if record.closed_by == "cancelled":
-            status = RunStatus.CANCELLED
+        if record.closed_by is not None:
+            # The terminal event is stored before DBOS records the workflow's end;
+            # a client that has seen it must not then be told the run is running.
+            status = RunStatus(record.closed_by)
 
         answer: str | None = None
         usage: Usage | None = None

@@ -1,0 +1,67 @@
+# Production agents on GCP, in Python. `make help` lists the commands.
+#
+# Set-up is part of every command: the first one creates .venv with a Python 3.11
+# or 3.12 it finds, installs the pinned packages it needs, and reuses them after.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_CANDIDATES := python3.12 python3.11 python3
+PYTHON ?= $(shell for p in $(PYTHON_CANDIDATES); do \
+	  $$p -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' \
+	  >/dev/null 2>&1 && { command -v $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+STAMP := $(VENV)/.stamp
+INSTALL_INPUTS := pyproject.toml constraints.txt
+
+.PHONY: help demo test up db-stop db-status constraints clean
+
+help:
+	@echo "make demo       start embedded Postgres, a runner and the gateway; drive a conversation"
+	@echo "make test       everything CI runs"
+	@echo "make up         run the runner and the gateway until Ctrl-C"
+	@echo "make db-status  say whether the embedded Postgres runs"
+	@echo "make db-stop    stop the embedded Postgres"
+	@echo "make clean      remove .venv and the embedded database"
+
+$(STAMP)-base: $(INSTALL_INPUTS)
+	@test -n "$(PYTHON)" || { echo "error: need Python 3.11 or 3.12 on PATH (or PYTHON=/path/to/python)"; exit 1; }
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing the capstone's pinned packages into $(VENV)"
+	@$(PIP) install -c constraints.txt -e .
+	@touch $@
+
+$(STAMP)-test: $(STAMP)-base
+	@$(PIP) install -c constraints.txt -e '.[test]'
+	@touch $@
+
+demo: $(STAMP)-base
+	@$(PY) -m capstone.demo
+
+up: $(STAMP)-base
+	@$(PY) -m capstone.local
+
+test: $(STAMP)-test
+	@$(PY) -m pytest -p no:cacheprovider
+
+db-status: $(STAMP)-base
+	@$(PY) -m capstone.devdb status
+
+db-stop: $(STAMP)-base
+	@$(PY) -m capstone.devdb stop
+
+# Re-pin every package after changing a pin in pyproject.toml.
+constraints:
+	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/python -m pip install -q -e '.[test]'
+	{ echo "# Every package the capstone and its tests install, pinned. Regenerate with"; \
+	  echo "# 'make constraints' after changing a pin in pyproject.toml."; \
+	  .venv-pin/bin/python -m pip list --format=freeze --exclude-editable \
+	    | grep -v -E '^(pip|setuptools)==' | sort -f; } > constraints.txt
+	rm -rf .venv-pin
+
+clean:
+	-@test -x $(PY) && $(PY) -m capstone.devdb stop
+	rm -rf $(VENV) .data
