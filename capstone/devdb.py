@@ -26,6 +26,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -109,14 +110,20 @@ def _data_lock() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def embedded_server_url() -> str:
-    """Start the embedded server if it is not running and return its URL."""
+def _import_pgserver() -> Any:
     with warnings.catch_warnings():
         # pgserver asks platformdirs for a runtime folder; without XDG_RUNTIME_DIR
         # (CI, containers) it falls back to /tmp, which is what we want here.
         warnings.simplefilter("ignore")
         import pgserver
+        import pgserver._commands
 
+    return pgserver
+
+
+def embedded_server_url() -> str:
+    """Start the embedded server if it is not running and return its URL."""
+    pgserver = _import_pgserver()
     with _data_lock():
         if PGDATA.exists() and not READY_MARK.exists():
             # A first start that never finished (killed during initdb, say): the
@@ -157,9 +164,8 @@ def _drop_stale_pid_file() -> None:
 
 
 def _pg_ctl(*args: str) -> subprocess.CompletedProcess[str]:
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(PGDATA), *args]
+    bin_path = _import_pgserver()._commands.POSTGRES_BIN_PATH
+    command = [str(bin_path / "pg_ctl"), "-D", str(PGDATA), *args]
     if os.geteuid() == 0:
         # The data folder belongs to the server's own system user.
         command = ["su", "pgserver", "-s", "/bin/sh", "-c", " ".join(command)]
