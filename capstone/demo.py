@@ -74,7 +74,8 @@ class Printer:
         elif kind == "completed":
             usage = event["usage"]
             detail = (
-                f"{usage['modelCalls']} model call(s), {usage['promptTokens']} prompt + "
+                f"{usage['modelCalls']} model call(s), "
+                f"{usage['promptTokens']} prompt + "
                 f"{usage['completionTokens']} completion tokens"
             )
         elif kind == "failed":
@@ -90,14 +91,21 @@ class Printer:
 
 
 async def ask_over_socket(
-    ws_url: str, session: str, run_id: str, message: str, printer: Printer,
-    hang_up_after_tokens: int | None = None, last_event_id: int = 0,
+    ws_url: str,
+    session: str,
+    run_id: str,
+    message: str,
+    printer: Printer,
+    hang_up_after_tokens: int | None = None,
+    last_event_id: int = 0,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Ask on the session socket; return the events seen and whether the run ended."""
     seen: list[dict[str, Any]] = []
     url = f"{ws_url}/ws/{session}?lastEventId={last_event_id}"
     async with websockets.connect(url) as socket:
-        await socket.send(json.dumps({"type": "ask", "runId": run_id, "message": message}))
+        await socket.send(
+            json.dumps({"type": "ask", "runId": run_id, "message": message})
+        )
         tokens = 0
         async with asyncio.timeout(30):
             while True:
@@ -105,7 +113,9 @@ async def ask_over_socket(
                 if frame["type"] == "accepted":
                     continue
                 if frame["type"] == "error":
-                    raise DemoFailure(f"the gateway refused: {frame['error']['message']}")
+                    raise DemoFailure(
+                        f"the gateway refused: {frame['error']['message']}"
+                    )
                 stored = frame["event"]
                 seen.append(stored)
                 printer.show(stored)
@@ -114,7 +124,10 @@ async def ask_over_socket(
                     return seen, True
                 if stored["event"]["type"] == "token":
                     tokens += 1
-                    if hang_up_after_tokens is not None and tokens >= hang_up_after_tokens:
+                    if (
+                        hang_up_after_tokens is not None
+                        and tokens >= hang_up_after_tokens
+                    ):
                         printer.end_text()
                         return seen, False
 
@@ -123,7 +136,9 @@ async def resume_socket(
     ws_url: str, session: str, last_event_id: int, printer: Printer
 ) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
-    async with websockets.connect(f"{ws_url}/ws/{session}?lastEventId={last_event_id}") as socket:
+    async with websockets.connect(
+        f"{ws_url}/ws/{session}?lastEventId={last_event_id}"
+    ) as socket:
         async with asyncio.timeout(30):
             while True:
                 frame = json.loads(await socket.recv())
@@ -156,49 +171,79 @@ async def converse(gateway_url: str, model_url: str | None) -> None:
         first, ended = await ask_over_socket(
             ws_url, "alice", "alice-1", "Hi, I'm Alice. Please remember me.", printer
         )
-        check(ended and first[-1]["event"]["type"] == "completed", "alice's run completed")
+        check(
+            ended and first[-1]["event"]["type"] == "completed", "alice's run completed"
+        )
 
         heading("2. bob asks over HTTP and follows the run over SSE")
-        print("   POST /agents/bob/runs {runId: bob-1, message: 'What is 12 * (3 + 4)?'}")
+        print(
+            "   POST /agents/bob/runs {runId: bob-1, message: 'What is 12 * (3 + 4)?'}"
+        )
         reply = await client.post(
-            "/agents/bob/runs", json={"runId": "bob-1", "message": "What is 12 * (3 + 4)?"}
+            "/agents/bob/runs",
+            json={"runId": "bob-1", "message": "What is 12 * (3 + 4)?"},
         )
         check(reply.status_code == 202, "202 Accepted")
         execution_id = reply.json()["executionId"]
         print(f"   executionId {execution_id}")
         bob_events = await follow_sse(client, execution_id, printer)
         kinds = [e["event"]["type"] for e in bob_events]
-        check("tool_call" in kinds and "tool_result" in kinds, "the agent used the calculator")
+        check(
+            "tool_call" in kinds and "tool_result" in kinds,
+            "the agent used the calculator",
+        )
         view = (await client.get(f"/runs/{execution_id}")).json()
-        check(view["status"] == "completed" and "84" in view["answer"], f"answer: {view['answer']!r}")
+        check(
+            view["status"] == "completed" and "84" in view["answer"],
+            f"answer: {view['answer']!r}",
+        )
 
         heading("3. bob's client retries the same request (same runId)")
         calls_before = await _model_calls(model_url)
         again = await client.post(
-            "/agents/bob/runs", json={"runId": "bob-1", "message": "What is 12 * (3 + 4)?"}
+            "/agents/bob/runs",
+            json={"runId": "bob-1", "message": "What is 12 * (3 + 4)?"},
         )
         check(again.json()["executionId"] == execution_id, "same executionId as before")
         await asyncio.sleep(1.0)
-        page = (await client.get(f"/runs/{execution_id}/events", params={"after": 0})).json()
-        check(len(page["events"]) == len(bob_events), f"still {len(bob_events)} events: it did not run twice")
+        page = (
+            await client.get(f"/runs/{execution_id}/events", params={"after": 0})
+        ).json()
+        check(
+            len(page["events"]) == len(bob_events),
+            f"still {len(bob_events)} events: it did not run twice",
+        )
         if model_url is not None:
-            check(await _model_calls(model_url) == calls_before, f"the model was called {calls_before} times in all, no more")
+            check(
+                await _model_calls(model_url) == calls_before,
+                f"the model was called {calls_before} times in all, no more",
+            )
 
         heading("4. alice asks again, loses her connection halfway, reconnects")
         before, ended = await ask_over_socket(
-            ws_url, "alice", "alice-2", "Do you remember what I told you?", printer,
-            hang_up_after_tokens=3, last_event_id=first[-1]["id"],
+            ws_url,
+            "alice",
+            "alice-2",
+            "Do you remember what I told you?",
+            printer,
+            hang_up_after_tokens=3,
+            last_event_id=first[-1]["id"],
         )
         check(not ended, f"connection dropped after event #{before[-1]['id']}")
         await asyncio.sleep(0.3)
         print(f"   reconnecting: WS /ws/alice?lastEventId={before[-1]['id']}")
         after = await resume_socket(ws_url, "alice", before[-1]["id"], printer)
         execution_2 = before[0]["executionId"]
-        stored = (await client.get(f"/runs/{execution_2}/events", params={"after": 0})).json()
+        stored = (
+            await client.get(f"/runs/{execution_2}/events", params={"after": 0})
+        ).json()
         ids = [e["id"] for e in before + after]
         check(ids == [e["id"] for e in stored["events"]], "no gap, no repeat, in order")
         answer = stored["events"][-1]["event"]["answer"]
-        check(answer.startswith("Reply 2:"), "the model got alice's first turn back from Postgres")
+        check(
+            answer.startswith("Reply 2:"),
+            "the model got alice's first turn back from Postgres",
+        )
 
 
 async def _model_calls(model_url: str | None) -> int:
@@ -210,9 +255,14 @@ async def _model_calls(model_url: str | None) -> int:
 
 def main() -> int:
     started = time.monotonic()
-    print("Starting embedded Postgres, the offline model, runner-0, runner-1 and the gateway")
+    print(
+        "Starting embedded Postgres, the offline model, runner-0, runner-1 "
+        "and the gateway"
+    )
     try:
-        with local_stack(DEMO_DATABASE, runners=2, token_delay=0.04, fresh=True) as stack:
+        with local_stack(
+            DEMO_DATABASE, runners=2, token_delay=0.04, fresh=True
+        ) as stack:
             print(f"   database {devdb.redact(stack.database_url)}")
             print(f"   gateway  {stack.gateway_url}  (logs in {LOG_DIR}/)")
             asyncio.run(converse(stack.gateway_url, stack.model_url))
@@ -222,8 +272,11 @@ def main() -> int:
     except (RuntimeError, devdb.DatabaseUnavailable, OSError, httpx.HTTPError) as error:
         print(f"\n✗ the demo could not run: {error}", file=sys.stderr)
         return 1
-    print(f"\nDemo finished in {time.monotonic() - started:.1f}s. "
-          "The embedded Postgres keeps running for the next command; `make db-stop` stops it.")
+    print(
+        f"\nDemo finished in {time.monotonic() - started:.1f}s. "
+        "The embedded Postgres keeps running for the next command; "
+        "`make db-stop` stops it."
+    )
     return 0
 
 

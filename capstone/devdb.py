@@ -49,7 +49,11 @@ def database_url(dbname: str = DEFAULT_DATABASE) -> str:
     """
     configured = os.environ.get("DATABASE_URL")
     if configured:
-        url = configured if dbname == DEFAULT_DATABASE else with_database(configured, dbname)
+        url = (
+            configured
+            if dbname == DEFAULT_DATABASE
+            else with_database(configured, dbname)
+        )
     else:
         url = with_database(embedded_server_url(), dbname)
     ensure_database(url)
@@ -77,7 +81,9 @@ def ensure_database(url: str) -> None:
                 with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                     conn.execute(f'CREATE DATABASE "{dbname}"')
     except psycopg.OperationalError as error:
-        raise DatabaseUnavailable(f"cannot reach Postgres at {redact(url)}: {error}") from None
+        raise DatabaseUnavailable(
+            f"cannot reach Postgres at {redact(url)}: {error}"
+        ) from None
 
 
 def drop_database(url: str) -> None:
@@ -169,7 +175,9 @@ def _pg_ctl(*args: str) -> subprocess.CompletedProcess[str]:
     if os.geteuid() == 0:
         # The data folder belongs to the server's own system user.
         command = ["su", "pgserver", "-s", "/bin/sh", "-c", " ".join(command)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def _stop_quietly() -> None:
@@ -202,7 +210,10 @@ def main(argv: list[str]) -> int:
         if os.environ.get("DATABASE_URL"):
             print("DATABASE_URL is set; the embedded server is not used")
         else:
-            print(f"embedded Postgres in {PGDATA}: {'running' if is_running() else 'stopped'}")
+            print(
+                f"embedded Postgres in {PGDATA}: "
+                f"{'running' if is_running() else 'stopped'}"
+            )
     elif command == "stop":
         print("stopped" if stop() else "not running")
     else:

@@ -228,7 +228,7 @@ class EventStore:
     async def follow_execution(
         self, execution_id: str, after: int = 0
     ) -> AsyncIterator[StoredEvent]:
-        """Every event of one execution after ``after``, ending with its terminal one."""
+        """One execution's events after ``after``, up to and with its terminal one."""
         run = await self.pool.fetchrow(
             "SELECT tenant_id, session_id FROM runs WHERE execution_id = $1",
             execution_id,
@@ -313,7 +313,9 @@ class _Tail:
             try:
                 await self._ensure_listening()
             except (OSError, asyncpg.PostgresError) as error:
-                log.warning("cannot LISTEN (%s); polling every %ss", error, RESCAN_SECONDS)
+                log.warning(
+                    "cannot LISTEN (%s); polling every %ss", error, RESCAN_SECONDS
+                )
             yield wake
         finally:
             readers = self._readers.get(stream)

@@ -59,7 +59,9 @@ def _spawn(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[
     )
 
 
-def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+def _wait_ready(
+    name: str, url: str, process: subprocess.Popen[bytes], timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -99,8 +101,14 @@ def local_stack(
             model_url = f"http://127.0.0.1:{port}"
             processes["model"] = _spawn(
                 "model",
-                ["-m", "capstone.model.offline", "--port", str(port),
-                 "--token-delay", str(token_delay)],
+                [
+                    "-m",
+                    "capstone.model.offline",
+                    "--port",
+                    str(port),
+                    "--token-delay",
+                    str(token_delay),
+                ],
                 env,
             )
             _wait_ready("model", model_url + "/v1/models", processes["model"], 30)
@@ -119,10 +127,14 @@ def local_stack(
         gateway_port = free_port()
         gateway_url = f"http://127.0.0.1:{gateway_port}"
         processes["gateway"] = _spawn(
-            "gateway", ["-m", "capstone.gateway"], {**env, "GATEWAY_PORT": str(gateway_port)}
+            "gateway",
+            ["-m", "capstone.gateway"],
+            {**env, "GATEWAY_PORT": str(gateway_port)},
         )
         for index, url in enumerate(runner_urls):
-            _wait_ready(f"runner-{index}", url + "/readyz", processes[f"runner-{index}"], 60)
+            _wait_ready(
+                f"runner-{index}", url + "/readyz", processes[f"runner-{index}"], 60
+            )
         _wait_ready("gateway", gateway_url + "/readyz", processes["gateway"], 60)
 
         yield LocalStack(database_url, gateway_url, model_url, runner_urls, processes)
@@ -143,7 +155,9 @@ def main() -> int:
         for index, url in enumerate(stack.runner_urls):
             print(f"runner-{index}  {url}/readyz")
         if stack.model_url:
-            print(f"offline model {stack.model_url}/v1  (faults: POST /_offline/faults)")
+            print(
+                f"offline model {stack.model_url}/v1  (faults: POST /_offline/faults)"
+            )
         print(f"database  {devdb.redact(stack.database_url)}")
         print(f"logs      {LOG_DIR}/")
         print("Ctrl-C stops everything but the embedded Postgres (make db-stop).")
@@ -152,7 +166,9 @@ def main() -> int:
                 time.sleep(0.5)
         for name, process in stack.processes.items():
             if process.poll() is not None:
-                print(f"{name} exited with {process.returncode}; see {LOG_DIR}/{name}.log")
+                print(
+                    f"{name} exited with {process.returncode}; see {LOG_DIR}/{name}.log"
+                )
                 return 1
     return 0
 

@@ -1,7 +1,7 @@
 """Apply and check the capstone's schema migrations (Alembic).
 
-    python -m capstone.migrate upgrade     apply every pending migration
-    python -m capstone.migrate check       exit 1 when the database is behind
+python -m capstone.migrate upgrade     apply every pending migration
+python -m capstone.migrate check       exit 1 when the database is behind
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser treats '%' as interpolation; URLs may carry %-escapes.
-    config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
+    config.set_main_option(
+        "sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%")
+    )
     return config
 
 

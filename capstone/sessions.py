@@ -83,7 +83,9 @@ def _record(row: asyncpg.Record) -> RunRecord:
 
 
 async def get_run(pool: asyncpg.Pool, execution_id: str) -> RunRecord | None:
-    row = await pool.fetchrow("SELECT * FROM runs WHERE execution_id = $1", execution_id)
+    row = await pool.fetchrow(
+        "SELECT * FROM runs WHERE execution_id = $1", execution_id
+    )
     return _record(row) if row is not None else None
 
 

@@ -55,9 +55,13 @@ class Stack:
         return workflow.current_runtime().offline_model
 
 
-async def serve_in_task(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+async def serve_in_task(
+    app: object, port: int
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=65536)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=65536
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -83,7 +87,9 @@ async def stack(database_url: str) -> AsyncIterator[Stack]:
     app = create_app(GatewaySettings(DATABASE_URL=database_url, port=port))
     server, task = await serve_in_task(app, port)
     try:
-        yield Stack(database_url, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", runner)
+        yield Stack(
+            database_url, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", runner
+        )
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):

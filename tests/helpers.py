@@ -34,12 +34,16 @@ async def wait_final(
             await asyncio.sleep(0.05)
 
 
-async def all_events(client: httpx.AsyncClient, execution_id: str) -> list[dict[str, Any]]:
+async def all_events(
+    client: httpx.AsyncClient, execution_id: str
+) -> list[dict[str, Any]]:
     """Every stored event of a run, through the JSON pages of ?after=N."""
     events: list[dict[str, Any]] = []
     after = 0
     while True:
-        page = (await client.get(f"/runs/{execution_id}/events", params={"after": after})).json()
+        page = (
+            await client.get(f"/runs/{execution_id}/events", params={"after": after})
+        ).json()
         events += page["events"]
         if not page["events"]:
             return events
@@ -52,7 +56,7 @@ async def read_sse(
     last_event_id: int | None = None,
     stop_after: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Read a run's SSE stream until it ends (or ``stop_after`` events), then hang up."""
+    """Read a run's SSE stream to its end (or ``stop_after`` events); hang up."""
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
     received: list[dict[str, Any]] = []
     async with aconnect_sse(

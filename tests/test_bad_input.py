@@ -33,13 +33,38 @@ def assert_error(reply: httpx.Response, status: int, code: str) -> None:
         ("/agents/s1/runs", b"{not json", 400, "malformed_json"),
         ("/agents/s1/runs", b'{"runId": "r1"}', 422, "invalid_request"),
         ("/agents/s1/runs", b'{"message": "hi"}', 422, "invalid_request"),
-        ("/agents/s1/runs", b'{"runId": "r 1", "message": "hi"}', 422, "invalid_request"),
+        (
+            "/agents/s1/runs",
+            b'{"runId": "r 1", "message": "hi"}',
+            422,
+            "invalid_request",
+        ),
         ("/agents/s1/runs", b'{"runId": "r1", "message": ""}', 422, "invalid_request"),
-        ("/agents/s1/runs", b'{"runId": "r1", "message": "hi", "x": 1}', 422, "invalid_request"),
+        (
+            "/agents/s1/runs",
+            b'{"runId": "r1", "message": "hi", "x": 1}',
+            422,
+            "invalid_request",
+        ),
         ("/agents/s1/runs", b"[]", 422, "invalid_request"),
-        ("/agents/bad$id/runs", b'{"runId": "r1", "message": "hi"}', 422, "invalid_request"),
-        ("/agents/a%20b/runs", b'{"runId": "r1", "message": "hi"}', 422, "invalid_request"),
-        ("/agents/" + "s" * 65 + "/runs", b'{"runId": "r1", "message": "hi"}', 422, "invalid_request"),
+        (
+            "/agents/bad$id/runs",
+            b'{"runId": "r1", "message": "hi"}',
+            422,
+            "invalid_request",
+        ),
+        (
+            "/agents/a%20b/runs",
+            b'{"runId": "r1", "message": "hi"}',
+            422,
+            "invalid_request",
+        ),
+        (
+            "/agents/" + "s" * 65 + "/runs",
+            b'{"runId": "r1", "message": "hi"}',
+            422,
+            "invalid_request",
+        ),
     ],
 )
 async def test_bad_start_requests(
@@ -58,7 +83,8 @@ async def test_message_over_the_limit(stack: Stack) -> None:
     before = await row_counts(stack)
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
         too_long = await client.post(
-            "/agents/s1/runs", json={"runId": "long", "message": "x" * (MAX_MESSAGE_CHARS + 1)}
+            "/agents/s1/runs",
+            json={"runId": "long", "message": "x" * (MAX_MESSAGE_CHARS + 1)},
         )
         huge = await client.post(
             "/agents/s1/runs", json={"runId": "huge", "message": "x" * 200_000}
@@ -94,22 +120,30 @@ async def test_another_tenants_run_is_not_found(stack: Stack, session_id: str) -
             headers={"X-Tenant-Id": "acme"},
         )
         execution_id = reply.json()["executionId"]
-        assert (await client.get(f"/runs/{execution_id}", headers={"X-Tenant-Id": "acme"})).status_code == 200
+        assert (
+            await client.get(f"/runs/{execution_id}", headers={"X-Tenant-Id": "acme"})
+        ).status_code == 200
         assert_error(
-            await client.get(f"/runs/{execution_id}", headers={"X-Tenant-Id": "globex"}),
+            await client.get(
+                f"/runs/{execution_id}", headers={"X-Tenant-Id": "globex"}
+            ),
             404,
             "run_not_found",
         )
 
 
-async def test_malformed_socket_frames_get_error_frames(stack: Stack, session_id: str) -> None:
+async def test_malformed_socket_frames_get_error_frames(
+    stack: Stack, session_id: str
+) -> None:
     before = await row_counts(stack)
     async with websockets.connect(f"{stack.ws_url}/ws/{session_id}") as socket:
         for frame in (
             "{not json",
             json.dumps({"type": "ask"}),
             json.dumps({"type": "dance"}),
-            json.dumps({"type": "ask", "runId": "r1", "message": "x" * (MAX_MESSAGE_CHARS + 1)}),
+            json.dumps(
+                {"type": "ask", "runId": "r1", "message": "x" * (MAX_MESSAGE_CHARS + 1)}
+            ),
             json.dumps({"type": "cancel", "executionId": "run-unknown"}),
             b"\x00\x01binary",
         ):
@@ -120,7 +154,9 @@ async def test_malformed_socket_frames_get_error_frames(stack: Stack, session_id
         assert await row_counts(stack) == before
 
         # The connection carries on: a good Ask is accepted and its run streams.
-        await socket.send(json.dumps({"type": "ask", "runId": "ok", "message": "still here"}))
+        await socket.send(
+            json.dumps({"type": "ask", "runId": "ok", "message": "still here"})
+        )
         seen = []
         async with asyncio.timeout(15):
             while "completed" not in seen:
@@ -148,4 +184,8 @@ async def test_probes(stack: Stack) -> None:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "migrations": "ok", "runners": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "migrations": "ok",
+        "runners": "ok",
+    }

@@ -33,7 +33,9 @@ async def test_cancel_right_after_start(stack: Stack, session_id: str) -> None:
         assert reply.status_code == 200
         assert reply.json()["status"] == "cancelled"
         calls_at_cancel = stack.offline_model.state.calls.count(match=message)
-        await assert_cancelled_cleanly(stack, client, execution_id, message, calls_at_cancel)
+        await assert_cancelled_cleanly(
+            stack, client, execution_id, message, calls_at_cancel
+        )
 
 
 @pytest.fixture
@@ -63,7 +65,9 @@ async def test_cancel_during_retry_backoff(
         await assert_cancelled_cleanly(stack, client, execution_id, message, 1)
 
 
-async def test_cancel_after_completion_changes_nothing(stack: Stack, session_id: str) -> None:
+async def test_cancel_after_completion_changes_nothing(
+    stack: Stack, session_id: str
+) -> None:
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
         execution_id = await start_run(client, session_id, "done", "finish first")
         await wait_final(client, execution_id)

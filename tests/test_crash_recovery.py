@@ -114,7 +114,10 @@ def test_killed_runner_resumes_without_redoing_finished_steps(
     gateway = httpx.Client(base_url=crash_env.gateway_url)
     # Both model calls of the run answer after 2 s: time to kill the runner while
     # the second one is in flight.
-    model.post("/_offline/faults", json={"kind": "timeout", "times": 2, "match": "6 * 7", "delay_seconds": 2})
+    model.post(
+        "/_offline/faults",
+        json={"kind": "timeout", "times": 2, "match": "6 * 7", "delay_seconds": 2},
+    )
 
     runner = spawn("capstone.runtime", env, "runner.log", tmp_path)
     try:
@@ -125,7 +128,9 @@ def test_killed_runner_resumes_without_redoing_finished_steps(
 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            page = gateway.get(f"/runs/{execution_id}/events", params={"after": 0}).json()
+            page = gateway.get(
+                f"/runs/{execution_id}/events", params={"after": 0}
+            ).json()
             if any(e["event"]["type"] == "tool_result" for e in page["events"]):
                 break
             time.sleep(0.05)
@@ -148,7 +153,10 @@ def test_killed_runner_resumes_without_redoing_finished_steps(
             if view["status"] in ("completed", "failed", "cancelled"):
                 break
             time.sleep(0.1)
-        assert view["status"] == "completed", (view, (tmp_path / "runner.log").read_text()[-3000:])
+        assert view["status"] == "completed", (
+            view,
+            (tmp_path / "runner.log").read_text()[-3000:],
+        )
         assert "42" in view["answer"]
     finally:
         restarted.terminate()
@@ -157,7 +165,9 @@ def test_killed_runner_resumes_without_redoing_finished_steps(
     # Calls: the first model step once, the second twice (killed, then redone).
     calls = model.get("/_offline/calls").json()
     assert len(calls) == 3, calls
-    events = gateway.get(f"/runs/{execution_id}/events", params={"after": 0}).json()["events"]
+    events = gateway.get(f"/runs/{execution_id}/events", params={"after": 0}).json()[
+        "events"
+    ]
     types = [e["event"]["type"] for e in events]
     assert types.count("run_accepted") == 1
     assert types.count("tool_call") == 1 and types.count("tool_result") == 1

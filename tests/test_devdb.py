@@ -21,7 +21,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def devdb(data_dir: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def devdb(
+    data_dir: Path, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "capstone.devdb", *args],
         cwd=REPO,
@@ -64,7 +66,10 @@ def test_started_once_then_reused_then_stopped(data_dir: Path) -> None:
     assert postmaster(data_dir).pid == pid, "a second server was started"
 
     assert devdb(data_dir, "stop").stdout.strip() == "stopped"
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert (
+        not psutil.pid_exists(pid)
+        or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    )
     assert "stopped" in devdb(data_dir, "status").stdout
     assert devdb(data_dir, "stop").stdout.strip() == "not running"
 

@@ -17,7 +17,8 @@ async def test_twenty_concurrent_starts_make_one_execution(
         replies = await asyncio.gather(
             *(
                 client.post(
-                    f"/agents/{session_id}/runs", json={"runId": "same", "message": message}
+                    f"/agents/{session_id}/runs",
+                    json={"runId": "same", "message": message},
                 )
                 for _ in range(20)
             )
@@ -60,13 +61,16 @@ async def test_same_run_id_with_another_message_is_refused(
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
         await start_run(client, session_id, "r1", "first message")
         reply = await client.post(
-            f"/agents/{session_id}/runs", json={"runId": "r1", "message": "second message"}
+            f"/agents/{session_id}/runs",
+            json={"runId": "r1", "message": "second message"},
         )
     assert reply.status_code == 409
     assert reply.json()["error"]["code"] == "run_id_reused"
 
 
-async def test_same_run_id_in_two_sessions_is_two_runs(stack: Stack, session_id: str) -> None:
+async def test_same_run_id_in_two_sessions_is_two_runs(
+    stack: Stack, session_id: str
+) -> None:
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
         a = await start_run(client, session_id + "-a", "r1", "hi")
         b = await start_run(client, session_id + "-b", "r1", "hi")

@@ -19,7 +19,9 @@ TOKENS = 2000
 async def counting_run(stack: Stack, session_id: str) -> tuple[str, list[dict]]:
     """A finished run that streamed 2,000 tokens, and its stored events."""
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
-        execution_id = await start_run(client, session_id, "count", f"count to {TOKENS}")
+        execution_id = await start_run(
+            client, session_id, "count", f"count to {TOKENS}"
+        )
         assert (await wait_final(client, execution_id))["status"] == "completed"
         events = await all_events(client, execution_id)
     assert sum(e["event"]["type"] == "token" for e in events) == TOKENS
@@ -56,11 +58,15 @@ async def test_websocket_resume_from_the_thousandth_event(
     resume_from = tokens[999]["id"]
     expected = [e for e in events if e["id"] > resume_from]
 
-    received = await read_socket(stack.ws_url, session_id, resume_from, quiet_seconds=1.0)
+    received = await read_socket(
+        stack.ws_url, session_id, resume_from, quiet_seconds=1.0
+    )
     assert_whole_and_in_order(received, expected)
 
 
-async def test_reconnect_during_a_live_run_has_no_gap(stack: Stack, session_id: str) -> None:
+async def test_reconnect_during_a_live_run_has_no_gap(
+    stack: Stack, session_id: str
+) -> None:
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
         execution_id = await start_run(client, session_id, "live", f"count to {TOKENS}")
         first = await read_sse(client, execution_id, stop_after=700)
@@ -71,7 +77,9 @@ async def test_reconnect_during_a_live_run_has_no_gap(stack: Stack, session_id: 
 
 async def test_two_tabs_see_the_same_stream(stack: Stack, session_id: str) -> None:
     tabs = [
-        asyncio.create_task(read_socket(stack.ws_url, session_id, 0, until_type="completed"))
+        asyncio.create_task(
+            read_socket(stack.ws_url, session_id, 0, until_type="completed")
+        )
         for _ in range(2)
     ]
     await asyncio.sleep(0.3)
@@ -95,7 +103,9 @@ async def test_late_committing_writers_are_never_skipped(stack: Stack) -> None:
 
     async def write(execution_id: str) -> None:
         for i in range(0, per_writer, 5):
-            batch = [KeyedEvent(f"t{i + j}", Token(index=i + j, text="x")) for j in range(5)]
+            batch = [
+                KeyedEvent(f"t{i + j}", Token(index=i + j, text="x")) for j in range(5)
+            ]
             await store.append(execution_id, batch)
             await asyncio.sleep(0)
 

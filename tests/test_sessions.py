@@ -20,11 +20,14 @@ async def start_slow_runs(
     stack: Stack, client: httpx.AsyncClient, sessions: list[str], tag: str
 ) -> list[tuple[datetime, datetime]]:
     faults = stack.offline_model.state.faults
-    for i, session in enumerate(sessions):
+    for i in range(len(sessions)):
         # Each model call waits SLOW_SECONDS, then answers: long enough to overlap.
         faults.add("timeout", 1, f"{tag}-{i}", SLOW_SECONDS)
     executions = await asyncio.gather(
-        *(start_run(client, s, f"run-{i}", f"{tag}-{i}") for i, s in enumerate(sessions))
+        *(
+            start_run(client, s, f"run-{i}", f"{tag}-{i}")
+            for i, s in enumerate(sessions)
+        )
     )
     intervals = []
     for execution_id in executions:

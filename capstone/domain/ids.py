@@ -1,25 +1,33 @@
 """Identifiers and the limits on what a client may send."""
 
 import hashlib
+import re
 from typing import Annotated
 
 from pydantic import StringConstraints
 
 # Letters, digits, '_', '-' and '.', starting with a letter or digit: safe in URLs,
 # log fields, Postgres text and DBOS workflow IDs without escaping.
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+ID_RULE = "letters, digits, '_', '-' and '.', starting with a letter or digit"
 
 SessionId = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=_ID_PATTERN)
+    str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)
 ]
 RunId = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=_ID_PATTERN)
+    str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)
 ]
 TenantId = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=_ID_PATTERN)
+    str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)
 ]
 
 MAX_MESSAGE_CHARS = 8_000
+MAX_ID_CHARS = 64
+
+
+def is_valid_id(value: str, max_length: int = MAX_ID_CHARS) -> bool:
+    """Whether ``value`` is a well-formed session or tenant id."""
+    return len(value) <= max_length and re.fullmatch(ID_PATTERN, value) is not None
 
 
 def execution_id_for(tenant_id: str, session_id: str, run_id: str) -> str:

@@ -1,1 +1,1 @@
-"""The internal gateway: HTTP, Server-Sent Events and WebSocket in front of the runners."""
+"""The internal gateway: HTTP, SSE and WebSocket in front of the runners."""

@@ -26,7 +26,7 @@ import asyncpg
 from dbos import DBOSClient
 from fastapi import FastAPI, Header, Path, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -43,10 +43,14 @@ from capstone.domain import (
     StoredEvent,
     parse_client_message,
 )
-from capstone.domain.ids import _ID_PATTERN
+from capstone.domain.ids import ID_PATTERN, ID_RULE, is_valid_id
 from capstone.domain.socket import Ask, Cancel
 from capstone.eventstore import EventStore
-from capstone.gateway.errors import BodySizeLimit, install_error_handlers
+from capstone.gateway.errors import (
+    BodySizeLimit,
+    error_response,
+    install_error_handlers,
+)
 from capstone.gateway.runs import RunNotFound, RunService
 from capstone.sessions import RunConflict
 
@@ -54,7 +58,9 @@ log = logging.getLogger("capstone.gateway")
 
 
 class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", extra="ignore", frozen=True
+    )
 
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
     host: str = "127.0.0.1"
@@ -81,17 +87,19 @@ SessionPath = Annotated[
         alias="sessionId",
         min_length=1,
         max_length=64,
-        pattern=_ID_PATTERN,
+        pattern=ID_PATTERN,
         description="letters, digits, '_', '-', '.'; up to 64 characters",
     ),
 ]
 TenantHeader = Annotated[
     str | None,
-    Header(alias="X-Tenant-Id", max_length=64, pattern=_ID_PATTERN),
+    Header(alias="X-Tenant-Id", max_length=64, pattern=ID_PATTERN),
 ]
 
 
 class EventPage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     events: list[StoredEvent]
     next_after: int = Field(alias="nextAfter")
     done: bool
@@ -108,7 +116,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         events = EventStore(pool)
         client = DBOSClient(system_database_url=database_url, application_name="agents")
         app.state.gateway = GatewayState(
-            settings, database_url, pool, events, RunService(pool, events, client), client
+            settings,
+            database_url,
+            pool,
+            events,
+            RunService(pool, events, client),
+            client,
         )
         log.info("gateway ready on %s:%s", settings.host, settings.port)
         try:
@@ -142,7 +155,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         body: RunRequest,
         x_tenant_id: TenantHeader = None,
     ) -> JSONResponse:
-        started = await state(request).runs.start(tenant_of(x_tenant_id), session_id, body)
+        started = await state(request).runs.start(
+            tenant_of(x_tenant_id), session_id, body
+        )
         return JSONResponse(started.model_dump(by_alias=True), status_code=202)
 
     @app.get("/runs/{executionId}", response_model=RunView)
@@ -183,22 +198,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 not page or page[-1].event.type == record.closed_by
             )
             body = EventPage(
-                events=page, nextAfter=page[-1].id if page else after, done=done
+                events=page, next_after=page[-1].id if page else after, done=done
             )
             return JSONResponse(body.model_dump(mode="json", by_alias=True))
 
         resume_from = last_event_id_query or 0
         if last_event_id is not None:
             if not last_event_id.strip().isdigit():
-                return JSONResponse(
-                    {"error": {"code": "invalid_request",
-                               "message": "Last-Event-ID must be a non-negative integer"}},
-                    status_code=400,
+                return error_response(
+                    400,
+                    "invalid_request",
+                    "Last-Event-ID must be a non-negative integer",
                 )
             resume_from = int(last_event_id)
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
-            async for event in gateway.events.follow_execution(execution_id, resume_from):
+            async for event in gateway.events.follow_execution(
+                execution_id, resume_from
+            ):
                 yield ServerSentEvent(
                     id=str(event.id),
                     event=event.event.type,
@@ -213,7 +230,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         session_id: Annotated[str, Path(alias="sessionId")],
         last_event_id: Annotated[str | None, Query(alias="lastEventId")] = None,
     ) -> None:
-        await serve_session_socket(websocket, state(websocket), session_id, last_event_id)
+        await serve_session_socket(
+            websocket, state(websocket), session_id, last_event_id
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -240,7 +259,8 @@ async def readiness(gateway: GatewayState) -> tuple[bool, dict[str, str]]:
     checks["migrations"] = "ok" if current == head else f"at {current}, need {head}"
 
     live = await gateway.pool.fetchval(
-        "SELECT count(*) FROM runners WHERE last_seen_at > now() - make_interval(secs => $1)",
+        "SELECT count(*) FROM runners "
+        "WHERE last_seen_at > now() - make_interval(secs => $1)",
         gateway.settings.runner_stale_seconds,
     )
     checks["runners"] = "ok" if live else "no runner has checked in"
@@ -253,19 +273,20 @@ async def serve_session_socket(
     session_id: str,
     last_event_id: str | None,
 ) -> None:
-    import re
-
     tenant_id = websocket.headers.get("x-tenant-id") or gateway.settings.default_tenant
     problem = None
-    if not re.fullmatch(_ID_PATTERN[1:-1], session_id) or len(session_id) > 64:
-        problem = "sessionId may hold only letters, digits, '_', '-', '.' (up to 64)"
-    elif not re.fullmatch(_ID_PATTERN[1:-1], tenant_id) or len(tenant_id) > 64:
-        problem = "X-Tenant-Id may hold only letters, digits, '_', '-', '.' (up to 64)"
+    if not is_valid_id(session_id):
+        problem = f"sessionId may hold {ID_RULE}, up to 64 characters"
+    elif not is_valid_id(tenant_id):
+        problem = f"X-Tenant-Id may hold {ID_RULE}, up to 64 characters"
     elif last_event_id is not None and not last_event_id.isdigit():
         problem = "lastEventId must be a non-negative integer"
     await websocket.accept()
     if problem is not None:
-        await _send(websocket, ServerError(error=ErrorBody(code="invalid_request", message=problem)))
+        await _send(
+            websocket,
+            ServerError(error=ErrorBody(code="invalid_request", message=problem)),
+        )
         await websocket.close(code=1008)
         return
 
@@ -311,7 +332,8 @@ async def handle_frame(
         frame = parse_client_message(raw)
     except ValidationError as error:
         summary = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'frame'}: {e['msg']}" for e in error.errors()[:3]
+            f"{'.'.join(map(str, e['loc'])) or 'frame'}: {e['msg']}"
+            for e in error.errors()[:3]
         )
         await send(ServerError(error=ErrorBody(code="invalid_frame", message=summary)))
         return
@@ -319,9 +341,13 @@ async def handle_frame(
     try:
         if isinstance(frame, Ask):
             started = await gateway.runs.start(
-                tenant_id, session_id, RunRequest(runId=frame.run_id, message=frame.message)
+                tenant_id,
+                session_id,
+                RunRequest(run_id=frame.run_id, message=frame.message),
             )
-            await send(ServerAccepted(executionId=started.execution_id, runId=frame.run_id))
+            await send(
+                ServerAccepted(execution_id=started.execution_id, run_id=frame.run_id)
+            )
         elif isinstance(frame, Cancel):
             record = await gateway.runs.record(tenant_id, frame.execution_id)
             if record.session_id != session_id:
@@ -329,10 +355,14 @@ async def handle_frame(
             await gateway.runs.cancel(tenant_id, frame.execution_id)
     except RunNotFound as error:
         await send(
-            ServerError(error=ErrorBody(code="run_not_found", message=f"no run {error}"))
+            ServerError(
+                error=ErrorBody(code="run_not_found", message=f"no run {error}")
+            )
         )
     except RunConflict as error:
-        await send(ServerError(error=ErrorBody(code="run_id_reused", message=str(error))))
+        await send(
+            ServerError(error=ErrorBody(code="run_id_reused", message=str(error)))
+        )
 
 
 async def _send(websocket: WebSocket, frame: BaseModel) -> None:

@@ -45,7 +45,9 @@ def error_response(
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
 
 
-def _describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+def _describe_validation(
+    errors: list[dict[str, Any]],
+) -> tuple[str, list[dict[str, Any]]]:
     details = []
     for error in errors:
         where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
@@ -59,7 +61,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         if any(error.get("type") == "json_invalid" for error in errors):
-            return error_response(400, "malformed_json", "the request body is not valid JSON")
+            return error_response(
+                400, "malformed_json", "the request body is not valid JSON"
+            )
         summary, details = _describe_validation(errors)
         return error_response(422, "invalid_request", summary, details)
 
@@ -79,12 +83,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(asyncpg.PostgresConnectionError)
     async def database_down(_: Request, exc: Exception) -> JSONResponse:
         log.error("database unavailable: %s", exc)
-        return error_response(503, "unavailable", "the database is unavailable; retry later")
+        return error_response(
+            503, "unavailable", "the database is unavailable; retry later"
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "the gateway failed; the error is logged")
+        return error_response(
+            500, "internal_error", "the gateway failed; the error is logged"
+        )
 
 
 class BodySizeLimit:
@@ -105,7 +113,11 @@ class BodySizeLimit:
             f"the request body is larger than {self.max_bytes} bytes",
         )
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if (
+                name == b"content-length"
+                and value.isdigit()
+                and int(value) > self.max_bytes
+            ):
                 await too_large(scope, receive, send)
                 return
 

@@ -79,7 +79,9 @@ class RunService:
         # recording the run and enqueueing it is repaired by the client's retry.
         await self.client.enqueue_async(options, job)
         return RunStarted(
-            executionId=record.execution_id, sessionId=session_id, runId=request.run_id
+            execution_id=record.execution_id,
+            session_id=session_id,
+            run_id=request.run_id,
         )
 
     async def record(self, tenant_id: str, execution_id: str) -> sessions.RunRecord:
@@ -129,16 +131,16 @@ class RunService:
             or record.created_at
         )
         return RunView(
-            executionId=execution_id,
-            tenantId=record.tenant_id,
-            sessionId=record.session_id,
-            runId=record.run_id,
+            execution_id=execution_id,
+            tenant_id=record.tenant_id,
+            session_id=record.session_id,
+            run_id=record.run_id,
             status=status,
             answer=answer,
             usage=usage,
             error=error,
-            createdAt=record.created_at,
-            updatedAt=updated,
+            created_at=record.created_at,
+            updated_at=updated,
         )
 
     async def cancel(self, tenant_id: str, execution_id: str) -> RunView:

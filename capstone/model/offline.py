@@ -99,7 +99,7 @@ class FaultPlan:
         match: str | None = None,
         delay_seconds: float = 30.0,
     ) -> Fault:
-        """Queue a fault; ``ValueError`` for an unknown kind, times < 1 or a delay < 0."""
+        """Queue a fault; ValueError for an unknown kind, times < 1 or a delay < 0."""
         fault = Fault(kind=kind, times=times, match=match, delay_seconds=delay_seconds)
         with self._lock:
             self._pending.append(fault)

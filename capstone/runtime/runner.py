@@ -91,9 +91,13 @@ class Runner:
         except (OSError, asyncpg.PostgresError) as error:
             checks["database"] = f"unreachable: {error}"
         try:
-            current = await asyncio.to_thread(migrate.current_revision, self.database_url)
+            current = await asyncio.to_thread(
+                migrate.current_revision, self.database_url
+            )
             head = migrate.head_revision()
-            checks["migrations"] = "ok" if current == head else f"at {current}, need {head}"
+            checks["migrations"] = (
+                "ok" if current == head else f"at {current}, need {head}"
+            )
         except Exception as error:  # noqa: BLE001 - any failure means not ready
             checks["migrations"] = f"unknown: {error}"
         checks["runner"] = "launched" if self.launched else "not launched"

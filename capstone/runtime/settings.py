@@ -23,7 +23,7 @@ class RuntimeSettings(BaseSettings):
     runner_id: str = Field(
         "runner-0",
         validation_alias=AliasChoices("POD_NAME", "RUNNER_ID"),
-        description="DBOS executor id: the StatefulSet pod name, stable across restarts",
+        description="DBOS executor id: the pod name, stable across restarts",
         pattern=r"^[a-z0-9][a-z0-9.\-]{0,62}$",
     )
     runner_queues: list[str] = Field(

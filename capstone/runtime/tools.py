@@ -7,7 +7,7 @@ import asyncio
 import operator
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 
 class ToolError(Exception):
@@ -80,7 +80,7 @@ def evaluate_arithmetic(expression: str) -> float | int:
         raise ToolError("division by zero") from None
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    return value
+    return cast(float | int, value)
 
 
 async def _calculator(arguments: dict[str, Any]) -> str:
@@ -92,7 +92,7 @@ async def _calculator(arguments: dict[str, Any]) -> str:
 
 CALCULATOR = Tool(
     name="calculator",
-    description="Evaluate an arithmetic expression with + - * / // % ** and parentheses.",
+    description="Evaluate arithmetic: + - * / // % ** and parentheses.",
     parameters={
         "type": "object",
         "properties": {"expression": {"type": "string"}},

@@ -17,13 +17,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import openai
 from dbos import DBOS, StepOptions
 from dbos._error import DBOSWorkflowCancelledError
 from fastapi import FastAPI
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 from pydantic import BaseModel
 
 from capstone import sessions
@@ -152,7 +153,7 @@ def is_retryable(error: BaseException) -> bool:
 
 async def accept_step(run: RunJob) -> None:
     rt = current_runtime()
-    accepted = RunAccepted(runId=run.run_id, message=run.message)
+    accepted = RunAccepted(run_id=run.run_id, message=run.message)
     await rt.events.append(run.execution_id, [KeyedEvent("accepted", accepted)])
     log.info("run started", extra=_log_fields(run))
 
@@ -182,8 +183,8 @@ async def model_step(
     )
     stream = await rt.model.chat.completions.create(
         model=rt.model_name,
-        messages=messages,  # type: ignore[arg-type]
-        tools=[tool.spec() for tool in TOOLS.values()],  # type: ignore[misc]
+        messages=cast("list[ChatCompletionMessageParam]", messages),
+        tools=cast("list[ChatCompletionToolParam]", [t.spec() for t in TOOLS.values()]),
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -206,7 +207,9 @@ async def model_step(
                 token = Token(index=index, text=delta.content)
                 pending.append(KeyedEvent(f"m{round_no}:tok:{index}", token))
             for part in delta.tool_calls or []:
-                call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
+                call = calls.setdefault(
+                    part.index, {"id": "", "name": "", "arguments": ""}
+                )
                 if part.id:
                     call["id"] = part.id
                 if part.function and part.function.name:
@@ -232,16 +235,15 @@ async def model_step(
 
 async def tool_step(run: RunJob, round_no: int, call: dict[str, str]) -> str:
     rt = current_runtime()
+    bad_arguments: str | None = None
     try:
         arguments = json.loads(call["arguments"] or "{}")
         if not isinstance(arguments, dict):
             raise ValueError("arguments must be a JSON object")
     except ValueError as error:
         arguments, bad_arguments = {}, str(error)
-    else:
-        bad_arguments = None
 
-    started = ToolCall(callId=call["id"], tool=call["name"], arguments=arguments)
+    started = ToolCall(call_id=call["id"], tool=call["name"], arguments=arguments)
     await rt.events.append(
         run.execution_id, [KeyedEvent(f"m{round_no}:call:{call['id']}", started)]
     )
@@ -258,7 +260,9 @@ async def tool_step(run: RunJob, round_no: int, call: dict[str, str]) -> str:
         except ToolError as error:
             failure = str(error)
 
-    result = ToolResult(callId=call["id"], tool=call["name"], output=output, error=failure)
+    result = ToolResult(
+        call_id=call["id"], tool=call["name"], output=output, error=failure
+    )
     await rt.events.append(
         run.execution_id, [KeyedEvent(f"m{round_no}:result:{call['id']}", result)]
     )
@@ -309,9 +313,9 @@ def _assistant_tool_message(reply: dict[str, Any]) -> dict[str, Any]:
 
 def _add_usage(total: Usage, more: dict[str, int]) -> Usage:
     return Usage(
-        promptTokens=total.prompt_tokens + more["promptTokens"],
-        completionTokens=total.completion_tokens + more["completionTokens"],
-        modelCalls=total.model_calls + more["modelCalls"],
+        prompt_tokens=total.prompt_tokens + more["promptTokens"],
+        completion_tokens=total.completion_tokens + more["completionTokens"],
+        model_calls=total.model_calls + more["modelCalls"],
     )
 
 

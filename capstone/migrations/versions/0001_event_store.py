@@ -30,7 +30,9 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("CREATE INDEX runs_by_session ON runs (tenant_id, session_id, created_at)")
+    op.execute(
+        "CREATE INDEX runs_by_session ON runs (tenant_id, session_id, created_at)"
+    )
 
     # One row per session stream: the last event id handed out. Appends lock this
     # row, so ids are assigned and committed in order, one writer at a time.
@@ -61,7 +63,8 @@ def upgrade() -> None:
         """
     )
     op.execute(
-        "CREATE INDEX agent_events_by_execution ON agent_events (execution_id, event_id)"
+        "CREATE INDEX agent_events_by_execution "
+        "ON agent_events (execution_id, event_id)"
     )
 
     # Durable session memory: one row per finished turn. Runners keep nothing a
