@@ -16,11 +16,12 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.stamp
 INSTALL_INPUTS := pyproject.toml constraints.txt
 
-.PHONY: help demo test up db-stop db-status constraints clean
+.PHONY: help demo test lint up db-stop db-status constraints clean
 
 help:
 	@echo "make demo       start embedded Postgres, a runner and the gateway; drive a conversation"
-	@echo "make test       everything CI runs"
+	@echo "make test       everything CI runs: lint, type-check, tests"
+	@echo "make lint       ruff and mypy alone"
 	@echo "make up         run the runner and the gateway until Ctrl-C"
 	@echo "make db-status  say whether the embedded Postgres runs"
 	@echo "make db-stop    stop the embedded Postgres"
@@ -43,8 +44,13 @@ demo: $(STAMP)-base
 up: $(STAMP)-base
 	@$(PY) -m capstone.local
 
-test: $(STAMP)-test
+test: lint
 	@$(PY) -m pytest -p no:cacheprovider
+
+lint: $(STAMP)-test
+	@$(PY) -m ruff check capstone tests
+	@$(PY) -m ruff format --check -q capstone tests
+	@$(PY) -m mypy capstone
 
 db-status: $(STAMP)-base
 	@$(PY) -m capstone.devdb status
