@@ -25,9 +25,10 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -37,6 +38,16 @@ from capstone.domain.events import TERMINAL_TYPES, AgentEvent
 log = logging.getLogger("capstone.eventstore")
 
 NOTIFY_CHANNEL = "agent_events"
+
+# Errors that mean the database could not be reached, not that a query was wrong.
+DATABASE_OUTAGE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+T = TypeVar("T")
 PAGE_SIZE = 500
 RESCAN_SECONDS = 2.0
 
@@ -186,6 +197,16 @@ class EventStore:
         stored = sorted((_row_to_event(row) for row in rows), key=lambda e: e.id)
         return stored
 
+    async def stream_head(self, tenant_id: str, session_id: str) -> int:
+        """The last committed event id of a session's stream (0 when empty)."""
+        head = await self.pool.fetchval(
+            "SELECT last_event_id FROM event_streams "
+            "WHERE tenant_id = $1 AND session_id = $2",
+            tenant_id,
+            session_id,
+        )
+        return int(head or 0)
+
     async def replay_session(
         self, tenant_id: str, session_id: str, after: int = 0, limit: int = PAGE_SIZE
     ) -> list[StoredEvent]:
@@ -218,7 +239,9 @@ class EventStore:
         async with self._tail.subscribe(_stream_key(tenant_id, session_id)) as wake:
             cursor = after
             while True:
-                page = await self.replay_session(tenant_id, session_id, cursor)
+                page = await self._read_through_outage(
+                    partial(self.replay_session, tenant_id, session_id, cursor)
+                )
                 for event in page:
                     cursor = event.id
                     yield event
@@ -239,18 +262,38 @@ class EventStore:
         async with self._tail.subscribe(stream) as wake:
             cursor = after
             while True:
-                page = await self.replay_execution(execution_id, cursor)
+                page = await self._read_through_outage(
+                    partial(self.replay_execution, execution_id, cursor)
+                )
                 for event in page:
                     cursor = event.id
                     yield event
                     if event.event.type in TERMINAL_TYPES:
                         return
                 if len(page) < PAGE_SIZE:
-                    if await self._is_closed(execution_id) and not page:
-                        # Closed with nothing left after the cursor: the reader
-                        # resumed past the terminal event.
+                    closed = await self._read_through_outage(
+                        partial(self._is_closed, execution_id)
+                    )
+                    if closed and not page:
+                        # Closed with nothing after the cursor: the reader resumed
+                        # past the terminal event.
                         return
                     await wake.wait_for_news()
+
+    async def _read_through_outage(self, read: Callable[[], Awaitable[T]]) -> T:
+        """Run one read; while the database is unreachable, wait and try again.
+
+        A reader holds only its cursor, so after an outage it carries on from
+        where it was, and nothing is skipped or sent twice.
+        """
+        delay = 0.5
+        while True:
+            try:
+                return await read()
+            except DATABASE_OUTAGE as error:
+                log.warning("event read failed (%s); retrying in %.1fs", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _is_closed(self, execution_id: str) -> bool:
         closed = await self.pool.fetchval(
@@ -262,13 +305,16 @@ class EventStore:
 class _Wake:
     """One reader's doorbell: set by a notification, or by time as a fallback."""
 
-    def __init__(self) -> None:
+    def __init__(self, tail: _Tail) -> None:
+        self._tail = tail
         self._event = asyncio.Event()
 
     def ring(self) -> None:
         self._event.set()
 
     async def wait_for_news(self) -> None:
+        # After a lost connection, the next wait listens again.
+        await self._tail.ensure_listening()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), RESCAN_SECONDS)
         self._event.clear()
@@ -295,27 +341,35 @@ class _Tail:
             for wake in readers:
                 wake.ring()
 
-    async def _ensure_listening(self) -> None:
+    async def ensure_listening(self) -> None:
+        """LISTEN on one pooled connection, if not already; polling covers failures."""
+        if self._conn is not None and not self._conn.is_closed():
+            return
         async with self._lock:
             if self._conn is not None and not self._conn.is_closed():
                 return
-            conn = await self._pool.acquire()
-            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            try:
+                conn = await self._pool.acquire()
+            except DATABASE_OUTAGE as error:
+                log.warning(
+                    "cannot LISTEN (%s); polling every %ss", error, RESCAN_SECONDS
+                )
+                return
+            try:
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            except DATABASE_OUTAGE:
+                await self._pool.release(conn)
+                return
             conn.add_termination_listener(self._on_lost)
             self._conn = conn
 
     @contextlib.asynccontextmanager
     async def subscribe(self, stream: str) -> AsyncIterator[_Wake]:
-        wake = _Wake()
+        wake = _Wake(self)
         # Listen before the first read, so nothing committed in between is missed.
         self._readers[stream].add(wake)
         try:
-            try:
-                await self._ensure_listening()
-            except (OSError, asyncpg.PostgresError) as error:
-                log.warning(
-                    "cannot LISTEN (%s); polling every %ss", error, RESCAN_SECONDS
-                )
+            await self.ensure_listening()
             yield wake
         finally:
             readers = self._readers.get(stream)

@@ -4,7 +4,7 @@ import hashlib
 import re
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, StringConstraints
 
 # Letters, digits, '_', '-' and '.', starting with a letter or digit: safe in URLs,
 # log fields, Postgres text and DBOS workflow IDs without escaping.
@@ -21,8 +21,38 @@ TenantId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)
 ]
 
+ExecutionId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)
+]
+
 MAX_MESSAGE_CHARS = 8_000
 MAX_ID_CHARS = 64
+# Event ids are Postgres bigints; a cursor past this is not an id of ours.
+MAX_EVENT_ID = 2**63 - 1
+_EVENT_ID = re.compile(r"[0-9]{1,19}")
+
+
+def _readable_text(message: str) -> str:
+    if not message.strip():
+        raise ValueError("the message is blank")
+    if "\x00" in message:
+        raise ValueError("the message contains a NUL character")
+    return message
+
+
+Message = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS),
+    AfterValidator(_readable_text),
+]
+
+
+def parse_event_id(value: str) -> int:
+    """A ``lastEventId`` / ``Last-Event-ID`` cursor; ValueError if it is not one."""
+    text = value.strip()
+    if not _EVENT_ID.fullmatch(text) or int(text) > MAX_EVENT_ID:
+        raise ValueError(f"an event id is a whole number from 0 to {MAX_EVENT_ID}")
+    return int(text)
 
 
 def is_valid_id(value: str, max_length: int = MAX_ID_CHARS) -> bool:

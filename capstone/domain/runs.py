@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from capstone.domain.errors import ErrorBody
 from capstone.domain.events import Usage
-from capstone.domain.ids import MAX_MESSAGE_CHARS, RunId
+from capstone.domain.ids import Message, RunId
 
 
 class _Wire(BaseModel):
@@ -17,7 +17,7 @@ class _Wire(BaseModel):
 
 class RunRequest(_Wire):
     run_id: RunId = Field(alias="runId")
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: Message
 
 
 class RunStarted(_Wire):
@@ -36,6 +36,11 @@ class RunStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class CancelOutcome(_Wire):
+    execution_id: str = Field(alias="executionId")
+    status: RunStatus
 
 
 class RunView(_Wire):

@@ -1,8 +1,8 @@
 """Frames on ``WS /ws/{sessionId}``.
 
 The client sends ``Ask`` and ``Cancel``; the server sends stored events, the
-acceptance of an Ask, and errors. A frame the server cannot read gets an error frame
-back and the connection stays open.
+acceptance of an Ask, the outcome of a Cancel, and errors. A frame the server
+cannot read gets an error frame back and the connection stays open.
 """
 
 from typing import Annotated, Literal
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from capstone.domain.errors import ErrorBody
 from capstone.domain.events import StoredEvent
-from capstone.domain.ids import MAX_MESSAGE_CHARS, RunId
+from capstone.domain.ids import ExecutionId, Message, RunId
 
 
 class _Frame(BaseModel):
@@ -21,12 +21,12 @@ class _Frame(BaseModel):
 class Ask(_Frame):
     type: Literal["ask"] = "ask"
     run_id: RunId = Field(alias="runId")
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: Message
 
 
 class Cancel(_Frame):
     type: Literal["cancel"] = "cancel"
-    execution_id: str = Field(alias="executionId", min_length=1, max_length=128)
+    execution_id: ExecutionId = Field(alias="executionId")
 
 
 ClientMessage = Annotated[Ask | Cancel, Field(discriminator="type")]
@@ -47,6 +47,14 @@ class ServerAccepted(_Frame):
     type: Literal["accepted"] = "accepted"
     execution_id: str = Field(alias="executionId")
     run_id: str = Field(alias="runId")
+
+
+class ServerCancelled(_Frame):
+    """The answer to a Cancel: the run's status once the cancel is done."""
+
+    type: Literal["cancel_result"] = "cancel_result"
+    execution_id: str = Field(alias="executionId")
+    status: str
 
 
 class ServerError(_Frame):

@@ -24,35 +24,28 @@ from typing import Annotated, Any
 
 import asyncpg
 from dbos import DBOSClient
-from fastapi import FastAPI, Header, Path, Query, Request, WebSocket
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from capstone import devdb, migrate
 from capstone.domain import (
-    ErrorBody,
+    MAX_EVENT_ID,
+    ErrorResponse,
     RunRequest,
     RunStarted,
     RunView,
-    ServerAccepted,
-    ServerError,
-    ServerEvent,
     StoredEvent,
-    parse_client_message,
+    parse_event_id,
 )
-from capstone.domain.ids import ID_PATTERN, ID_RULE, is_valid_id
-from capstone.domain.socket import Ask, Cancel
-from capstone.eventstore import EventStore
-from capstone.gateway.errors import (
-    BodySizeLimit,
-    error_response,
-    install_error_handlers,
-)
-from capstone.gateway.runs import RunNotFound, RunService
-from capstone.sessions import RunConflict
+from capstone.domain.ids import ID_PATTERN
+from capstone.eventstore import DATABASE_OUTAGE, EventStore
+from capstone.gateway.errors import BodySizeLimit, install_error_handlers
+from capstone.gateway.runs import RunService
+from capstone.gateway.socket import serve_session_socket
+from capstone.gateway.tenancy import ClientError, tenant_of
 
 log = logging.getLogger("capstone.gateway")
 
@@ -81,6 +74,14 @@ class GatewayState:
     client: DBOSClient
 
 
+class EventPage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    events: list[StoredEvent]
+    next_after: int = Field(alias="nextAfter")
+    done: bool
+
+
 SessionPath = Annotated[
     str,
     Path(
@@ -91,18 +92,36 @@ SessionPath = Annotated[
         description="letters, digits, '_', '-', '.'; up to 64 characters",
     ),
 ]
-TenantHeader = Annotated[
-    str | None,
-    Header(alias="X-Tenant-Id", max_length=64, pattern=ID_PATTERN),
+ExecutionPath = Annotated[
+    str, Path(alias="executionId", min_length=1, max_length=128, pattern=ID_PATTERN)
 ]
+Cursor = Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID)]
 
 
-class EventPage(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+def gateway_of(request: Request) -> GatewayState:
+    gateway: GatewayState = request.app.state.gateway
+    return gateway
 
-    events: list[StoredEvent]
-    next_after: int = Field(alias="nextAfter")
-    done: bool
+
+def request_tenant(request: Request) -> str:
+    return tenant_of(request, gateway_of(request).settings.default_tenant)
+
+
+def json_body(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ClientError(
+            415, "unsupported_media_type", "send the body as application/json"
+        )
+
+
+Gateway = Annotated[GatewayState, Depends(gateway_of)]
+Tenant = Annotated[str, Depends(request_tenant)]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error replies a route can give."""
+    return {status: {"model": ErrorResponse} for status in statuses}
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -114,14 +133,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await asyncio.to_thread(migrate.upgrade, database_url)
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
         events = EventStore(pool)
-        client = DBOSClient(system_database_url=database_url, application_name="agents")
+        # retry_connection_errors=False: while the database is down, requests
+        # fail fast with 503 instead of hanging inside the client.
+        client = DBOSClient(
+            system_database_url=database_url,
+            application_name="agents",
+            retry_connection_errors=False,
+        )
+        runs = RunService(pool, events, client)
         app.state.gateway = GatewayState(
-            settings,
-            database_url,
-            pool,
-            events,
-            RunService(pool, events, client),
-            client,
+            settings, database_url, pool, events, runs, client
         )
         log.info("gateway ready on %s:%s", settings.host, settings.port)
         try:
@@ -141,56 +162,66 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
-    def state(request: Request | WebSocket) -> GatewayState:
-        gateway: GatewayState = request.app.state.gateway
-        return gateway
-
-    def tenant_of(header: str | None) -> str:
-        return header or settings.default_tenant
-
-    @app.post("/agents/{sessionId}/runs", status_code=202, response_model=RunStarted)
+    @app.post(
+        "/agents/{sessionId}/runs",
+        status_code=202,
+        response_model=RunStarted,
+        responses=_errors(400, 409, 413, 415, 422, 503),
+        dependencies=[Depends(json_body)],
+    )
     async def start_run(
-        request: Request,
-        session_id: SessionPath,
-        body: RunRequest,
-        x_tenant_id: TenantHeader = None,
+        gateway: Gateway, tenant_id: Tenant, session_id: SessionPath, body: RunRequest
     ) -> JSONResponse:
-        started = await state(request).runs.start(
-            tenant_of(x_tenant_id), session_id, body
-        )
+        """Start a run. The same runId in the same session always returns the same
+        execution; a runId reused for a different message is refused with 409."""
+        started = await gateway.runs.start(tenant_id, session_id, body)
         return JSONResponse(started.model_dump(by_alias=True), status_code=202)
 
-    @app.get("/runs/{executionId}", response_model=RunView)
+    @app.get("/runs/{executionId}", response_model=RunView, responses=_errors(404, 503))
     async def get_run(
-        request: Request,
-        execution_id: Annotated[str, Path(alias="executionId", max_length=128)],
-        x_tenant_id: TenantHeader = None,
+        gateway: Gateway, tenant_id: Tenant, execution_id: ExecutionPath
     ) -> JSONResponse:
-        view = await state(request).runs.view(tenant_of(x_tenant_id), execution_id)
+        view = await gateway.runs.view(tenant_id, execution_id)
         return JSONResponse(view.model_dump(mode="json", by_alias=True))
 
-    @app.post("/runs/{executionId}/cancel", response_model=RunView)
+    @app.post(
+        "/runs/{executionId}/cancel",
+        response_model=RunView,
+        responses=_errors(404, 503),
+    )
     async def cancel_run(
-        request: Request,
-        execution_id: Annotated[str, Path(alias="executionId", max_length=128)],
-        x_tenant_id: TenantHeader = None,
+        gateway: Gateway, tenant_id: Tenant, execution_id: ExecutionPath
     ) -> JSONResponse:
-        view = await state(request).runs.cancel(tenant_of(x_tenant_id), execution_id)
+        """Cancel a queued or running run. A finished run is returned unchanged."""
+        view = await gateway.runs.cancel(tenant_id, execution_id)
         return JSONResponse(view.model_dump(mode="json", by_alias=True))
 
-    @app.get("/runs/{executionId}/events", response_model=EventPage)
+    @app.get(
+        "/runs/{executionId}/events",
+        response_model=EventPage,
+        responses={
+            200: {
+                "description": "Server-Sent Events (text/event-stream), or with "
+                "?after=N one JSON page of stored events",
+                "content": {"text/event-stream": {}},
+            },
+            **_errors(400, 404, 422, 503),
+        },
+    )
     async def run_events(
-        request: Request,
-        execution_id: Annotated[str, Path(alias="executionId", max_length=128)],
-        after: Annotated[int | None, Query(ge=0)] = None,
+        gateway: Gateway,
+        tenant_id: Tenant,
+        execution_id: ExecutionPath,
+        after: Cursor = None,
         last_event_id_query: Annotated[
-            int | None, Query(alias="lastEventId", ge=0)
+            int | None, Query(alias="lastEventId", ge=0, le=MAX_EVENT_ID)
         ] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-        x_tenant_id: TenantHeader = None,
     ) -> Any:
-        gateway = state(request)
-        record = await gateway.runs.record(tenant_of(x_tenant_id), execution_id)
+        """The run's events. As SSE (the default) it replays what is stored after
+        ``Last-Event-ID`` (or ``lastEventId``), then follows live and ends after the
+        run's terminal event. With ``?after=N`` it returns a JSON page instead."""
+        record = await gateway.runs.record(tenant_id, execution_id)
 
         if after is not None:
             page = await gateway.events.replay_execution(execution_id, after)
@@ -204,13 +235,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
         resume_from = last_event_id_query or 0
         if last_event_id is not None:
-            if not last_event_id.strip().isdigit():
-                return error_response(
-                    400,
-                    "invalid_request",
-                    "Last-Event-ID must be a non-negative integer",
-                )
-            resume_from = int(last_event_id)
+            try:
+                resume_from = parse_event_id(last_event_id)
+            except ValueError as error:
+                raise ClientError(
+                    400, "invalid_request", f"Last-Event-ID: {error}"
+                ) from None
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
             async for event in gateway.events.follow_execution(
@@ -230,8 +260,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         session_id: Annotated[str, Path(alias="sessionId")],
         last_event_id: Annotated[str | None, Query(alias="lastEventId")] = None,
     ) -> None:
+        gateway: GatewayState = websocket.app.state.gateway
         await serve_session_socket(
-            websocket, state(websocket), session_id, last_event_id
+            websocket,
+            gateway.runs,
+            gateway.events,
+            settings.default_tenant,
+            session_id,
+            last_event_id,
         )
 
     @app.get("/healthz")
@@ -239,8 +275,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz(request: Request) -> JSONResponse:
-        ready, checks = await readiness(state(request))
+    async def readyz(gateway: Gateway) -> JSONResponse:
+        ready, checks = await readiness(gateway)
         return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
 
     return app
@@ -251,7 +287,7 @@ async def readiness(gateway: GatewayState) -> tuple[bool, dict[str, str]]:
     try:
         await gateway.pool.fetchval("SELECT 1")
         checks["database"] = "ok"
-    except (OSError, asyncpg.PostgresError) as error:
+    except (*DATABASE_OUTAGE, asyncpg.PostgresError) as error:
         return False, {"database": f"unreachable: {error}"}
 
     current = await asyncio.to_thread(migrate.current_revision, gateway.database_url)
@@ -265,105 +301,3 @@ async def readiness(gateway: GatewayState) -> tuple[bool, dict[str, str]]:
     )
     checks["runners"] = "ok" if live else "no runner has checked in"
     return all(value == "ok" for value in checks.values()), checks
-
-
-async def serve_session_socket(
-    websocket: WebSocket,
-    gateway: GatewayState,
-    session_id: str,
-    last_event_id: str | None,
-) -> None:
-    tenant_id = websocket.headers.get("x-tenant-id") or gateway.settings.default_tenant
-    problem = None
-    if not is_valid_id(session_id):
-        problem = f"sessionId may hold {ID_RULE}, up to 64 characters"
-    elif not is_valid_id(tenant_id):
-        problem = f"X-Tenant-Id may hold {ID_RULE}, up to 64 characters"
-    elif last_event_id is not None and not last_event_id.isdigit():
-        problem = "lastEventId must be a non-negative integer"
-    await websocket.accept()
-    if problem is not None:
-        await _send(
-            websocket,
-            ServerError(error=ErrorBody(code="invalid_request", message=problem)),
-        )
-        await websocket.close(code=1008)
-        return
-
-    send_lock = asyncio.Lock()
-
-    async def send(frame: BaseModel) -> None:
-        async with send_lock:
-            await _send(websocket, frame)
-
-    async def forward_events() -> None:
-        after = int(last_event_id or 0)
-        async for event in gateway.events.follow_session(tenant_id, session_id, after):
-            await send(ServerEvent(event=event))
-
-    forwarder = asyncio.create_task(forward_events())
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            raw = message.get("text") or message.get("bytes") or b""
-            await handle_frame(gateway, tenant_id, session_id, raw, send)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        forwarder.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await forwarder
-        if websocket.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close()
-
-
-async def handle_frame(
-    gateway: GatewayState,
-    tenant_id: str,
-    session_id: str,
-    raw: str | bytes,
-    send: Any,
-) -> None:
-    """Act on one client frame; any problem becomes an error frame, never a close."""
-    try:
-        frame = parse_client_message(raw)
-    except ValidationError as error:
-        summary = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'frame'}: {e['msg']}"
-            for e in error.errors()[:3]
-        )
-        await send(ServerError(error=ErrorBody(code="invalid_frame", message=summary)))
-        return
-
-    try:
-        if isinstance(frame, Ask):
-            started = await gateway.runs.start(
-                tenant_id,
-                session_id,
-                RunRequest(run_id=frame.run_id, message=frame.message),
-            )
-            await send(
-                ServerAccepted(execution_id=started.execution_id, run_id=frame.run_id)
-            )
-        elif isinstance(frame, Cancel):
-            record = await gateway.runs.record(tenant_id, frame.execution_id)
-            if record.session_id != session_id:
-                raise RunNotFound(frame.execution_id)
-            await gateway.runs.cancel(tenant_id, frame.execution_id)
-    except RunNotFound as error:
-        await send(
-            ServerError(
-                error=ErrorBody(code="run_not_found", message=f"no run {error}")
-            )
-        )
-    except RunConflict as error:
-        await send(
-            ServerError(error=ErrorBody(code="run_id_reused", message=str(error)))
-        )
-
-
-async def _send(websocket: WebSocket, frame: BaseModel) -> None:
-    await websocket.send_text(frame.model_dump_json(by_alias=True))

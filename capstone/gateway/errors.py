@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,7 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from capstone.domain import ErrorBody, ErrorResponse
+from capstone.eventstore import DATABASE_OUTAGE
 from capstone.gateway.runs import RunNotFound
+from capstone.gateway.tenancy import ClientError
 from capstone.sessions import RunConflict
 
 log = logging.getLogger("capstone.gateway")
@@ -80,12 +82,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def run_conflict(_: Request, exc: RunConflict) -> JSONResponse:
         return error_response(409, "run_id_reused", str(exc))
 
-    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(ClientError)
+    async def client_error(_: Request, exc: ClientError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message)
+
     async def database_down(_: Request, exc: Exception) -> JSONResponse:
         log.error("database unavailable: %s", exc)
         return error_response(
             503, "unavailable", "the database is unavailable; retry later"
         )
+
+    for outage in (*DATABASE_OUTAGE, sqlalchemy.exc.OperationalError):
+        app.add_exception_handler(outage, database_down)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -96,7 +104,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, before anything reads them."""
+    """Refuse request bodies over ``max_bytes`` with 413, before the app sees them.
+
+    A declared Content-Length is checked at once. A chunked body is read up to the
+    limit here and handed on only if it fits, so the refusal is the same 413
+    whichever way the client sends it.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -112,31 +125,44 @@ class BodySizeLimit:
             "payload_too_large",
             f"the request body is larger than {self.max_bytes} bytes",
         )
-        for name, value in scope.get("headers", []):
-            if (
-                name == b"content-length"
-                and value.isdigit()
-                and int(value) > self.max_bytes
-            ):
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > self.max_bytes:
                 await too_large(scope, receive, send)
                 return
+            await self.app(scope, receive, send)
+            return
 
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed: Message = {
+            "type": "http.request",
+            "body": bytes(body),
+            "more_body": False,
+        }
+        await self.app(scope, _replay([replayed], then=receive), send)
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await too_large(scope, receive, send)
 
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    """A receive channel that yields ``messages`` first, then defers to ``then``."""
+    pending = list(messages)
 
-class _BodyTooLarge(Exception):
-    pass
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        if then is None:
+            return {"type": "http.disconnect"}
+        return await then()
+
+    return receive

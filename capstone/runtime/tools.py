@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import logging
+import math
 import operator
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
+
+log = logging.getLogger("capstone.runtime")
 
 
 class ToolError(Exception):
@@ -45,13 +49,17 @@ _OPERATORS: dict[type[ast.AST], Callable[..., Any]] = {
     ast.UAdd: operator.pos,
 }
 MAX_EXPRESSION_CHARS = 200
+# Results stay within about 100 digits. Python's integers have no size limit, so
+# without a bound a short expression like ((9**64)**64)**64 runs for seconds and
+# takes gigabytes, and no timeout can interrupt it: it never yields to the loop.
+MAX_RESULT_BITS = 332
 
 
 def evaluate_arithmetic(expression: str) -> float | int:
-    """Evaluate + - * / // % ** and parentheses over numbers; nothing else.
+    """Evaluate + - * / // % ** and parentheses over real numbers; nothing else.
 
     The model's arguments are untrusted input, so this walks the syntax tree
-    instead of calling ``eval``.
+    instead of calling ``eval``, and checks every result's size before it is used.
     """
     if len(expression) > MAX_EXPRESSION_CHARS:
         raise ToolError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
@@ -60,24 +68,38 @@ def evaluate_arithmetic(expression: str) -> float | int:
     except SyntaxError:
         raise ToolError(f"not an arithmetic expression: {expression!r}") from None
 
+    def bounded(value: Any) -> Any:
+        if isinstance(value, complex):
+            raise ToolError("the result is not a real number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ToolError("the result is too large")
+        if abs(value) >= 2**MAX_RESULT_BITS:
+            raise ToolError("the result is too large")
+        return value
+
     def walk(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
             return walk(node.body)
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return node.value
+            return bounded(node.value)
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             left, right = walk(node.left), walk(node.right)
-            if isinstance(node.op, ast.Pow) and abs(right) > 64:
-                raise ToolError("exponent too large")
-            return _OPERATORS[type(node.op)](left, right)
+            if isinstance(node.op, ast.Pow) and left not in (0, 1, -1):
+                # |left| ** right needs about right * log2|left| bits: refuse
+                # before computing, not after.
+                if right * math.log2(abs(left)) >= MAX_RESULT_BITS:
+                    raise ToolError("the result is too large")
+            return bounded(_OPERATORS[type(node.op)](left, right))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-            return _OPERATORS[type(node.op)](walk(node.operand))
+            return bounded(_OPERATORS[type(node.op)](walk(node.operand)))
         raise ToolError(f"unsupported element in expression: {ast.dump(node)[:40]}")
 
     try:
         value = walk(tree)
     except ZeroDivisionError:
         raise ToolError("division by zero") from None
+    except (OverflowError, ValueError):
+        raise ToolError("the result is too large") from None
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return cast(float | int, value)
@@ -114,3 +136,10 @@ async def run_tool(name: str, arguments: dict[str, Any], timeout_seconds: float)
         return await asyncio.wait_for(tool.handler(arguments), timeout_seconds)
     except TimeoutError:
         raise ToolError(f"{name} did not finish within {timeout_seconds}s") from None
+    except ToolError:
+        raise
+    except Exception:
+        # A tool's own bug is reported to the model as a failed call, so the run
+        # can go on; the traceback is for the log, not for the model.
+        log.exception("tool %s failed", name)
+        raise ToolError(f"{name} failed unexpectedly") from None

@@ -22,7 +22,7 @@ from typing import Any, cast
 import asyncpg
 import openai
 from dbos import DBOS, StepOptions
-from dbos._error import DBOSWorkflowCancelledError
+from dbos._error import DBOSMaxStepRetriesExceeded, DBOSWorkflowCancelledError
 from fastapi import FastAPI
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 from pydantic import BaseModel
@@ -97,8 +97,10 @@ async def agent_run(job: dict[str, Any]) -> dict[str, Any]:
     usage = Usage()
 
     try:
-        await DBOS.run_step_async({"name": "accept"}, accept_step, run)
-        history = await DBOS.run_step_async({"name": "load_memory"}, memory_step, run)
+        await DBOS.run_step_async(database_step("accept"), accept_step, run)
+        history = await DBOS.run_step_async(
+            database_step("load_memory"), memory_step, run
+        )
         messages = _conversation(history, run.message)
 
         answer: str | None = None
@@ -113,20 +115,24 @@ async def agent_run(job: dict[str, Any]) -> dict[str, Any]:
             messages.append(_assistant_tool_message(reply))
             for call in reply["tool_calls"]:
                 output = await DBOS.run_step_async(
-                    {"name": "tool"}, tool_step, run, round_no, call
+                    database_step("tool"), tool_step, run, round_no, call
                 )
                 messages.append(
                     {"role": "tool", "tool_call_id": call["id"], "content": output}
                 )
 
         assert answer is not None
-        await DBOS.run_step_async({"name": "finish"}, finish_step, run, answer, usage)
+        await DBOS.run_step_async(
+            database_step("finish"), finish_step, run, answer, usage
+        )
         return {"answer": answer, "usage": usage.model_dump(by_alias=True)}
     except DBOSWorkflowCancelledError:
         raise
     except Exception as error:
-        body = _error_body(error)
-        await DBOS.run_step_async({"name": "fail"}, fail_step, run, body.model_dump())
+        body = _error_body(error, rt.settings)
+        await DBOS.run_step_async(
+            database_step("fail"), fail_step, run, body.model_dump()
+        )
         raise
 
 
@@ -144,11 +150,38 @@ def model_step_options(settings: RuntimeSettings) -> StepOptions:
     }
 
 
+def database_step(name: str) -> StepOptions:
+    """A step that only reads and writes Postgres: it rides out a short outage."""
+    return {
+        "name": name,
+        "retries_allowed": True,
+        "max_attempts": 8,
+        "interval_seconds": 0.5,
+        "backoff_rate": 2.0,
+        "should_retry": is_database_outage,
+    }
+
+
+def is_database_outage(error: BaseException) -> bool:
+    """Connection-level failures that a later attempt can get past."""
+    return isinstance(
+        error,
+        OSError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.AdminShutdownError,
+    )
+
+
 def is_retryable(error: BaseException) -> bool:
-    """Retry what a later attempt can fix: rate limits, timeouts, server errors."""
+    """Retry what a later attempt can fix: rate limits, timeouts, server errors,
+    and a database that went away while the answer was being stored."""
     if isinstance(error, openai.APIStatusError):
         return error.status_code == 429 or error.status_code >= 500
-    return isinstance(error, openai.APIConnectionError | openai.APITimeoutError)
+    if isinstance(error, openai.APIConnectionError | openai.APITimeoutError):
+        return True
+    return is_database_outage(error)
 
 
 async def accept_step(run: RunJob) -> None:
@@ -272,12 +305,16 @@ async def tool_step(run: RunJob, round_no: int, call: dict[str, str]) -> str:
 
 async def finish_step(run: RunJob, answer: str, usage: Usage) -> None:
     rt = current_runtime()
-    record = await sessions.get_run(rt.pool, run.execution_id)
-    assert record is not None
-    await sessions.save_turn(rt.pool, record, run.message, answer)
     completed = Completed(answer=answer, usage=usage)
     await rt.events.append(run.execution_id, [KeyedEvent("completed", completed)])
-    log.info("run completed", extra=_log_fields(run))
+
+    # The turn joins the session's memory only if the run really completed: a
+    # cancel that landed first closed the run, and the Completed event was dropped.
+    record = await sessions.get_run(rt.pool, run.execution_id)
+    assert record is not None
+    if record.closed_by == "completed":
+        await sessions.save_turn(rt.pool, record, run.message, answer)
+        log.info("run completed", extra=_log_fields(run))
 
 
 async def fail_step(run: RunJob, error: dict[str, Any]) -> None:
@@ -319,14 +356,19 @@ def _add_usage(total: Usage, more: dict[str, int]) -> Usage:
     )
 
 
-def _error_body(error: Exception) -> ErrorBody:
-    cause = error.__cause__ or error
-    if "MaxStepRetriesExceeded" in type(error).__name__:
+def _error_body(error: Exception, settings: RuntimeSettings) -> ErrorBody:
+    if isinstance(error, DBOSMaxStepRetriesExceeded):
+        last = error.errors[-1] if error.errors else error
         return ErrorBody(
             code="model_unavailable",
-            message=f"the model failed on every attempt of its retry budget: {error}",
+            message=(
+                f"the model failed on all {settings.model_max_attempts} attempts "
+                f"of its retry budget; last error: {type(last).__name__}"
+            ),
         )
-    return ErrorBody(code="run_failed", message=f"{type(cause).__name__}: {cause}")
+    return ErrorBody(
+        code="run_failed", message=f"the run failed: {type(error).__name__}"
+    )
 
 
 def _log_fields(run: RunJob) -> dict[str, str]:
