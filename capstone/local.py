@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
@@ -41,14 +40,19 @@ class LocalStack:
     model_url: str | None
     runner_urls: list[str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
 
-    def log_path(self, name: str) -> Path:
-        return LOG_DIR / f"{name}.log"
+    def restart(self, name: str) -> None:
+        """Start a process again with the same arguments: the same runner id."""
+        args, env = self.commands[name]
+        self.processes[name] = _spawn(name, args, env, append=True)
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    name: str, args: list[str], env: dict[str, str], append: bool = False
+) -> subprocess.Popen[bytes]:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = open(LOG_DIR / f"{name}.log", "wb")
+    log = open(LOG_DIR / f"{name}.log", "ab" if append else "wb")
     return subprocess.Popen(
         [sys.executable, *args],
         cwd=devdb.REPO_ROOT,
@@ -94,12 +98,18 @@ def local_stack(
 
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+
+    def start(name: str, args: list[str], process_env: dict[str, str]) -> None:
+        commands[name] = (args, process_env)
+        processes[name] = _spawn(name, args, process_env)
+
     model_url = None
     try:
         if not (env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")):
             port = free_port()
             model_url = f"http://127.0.0.1:{port}"
-            processes["model"] = _spawn(
+            start(
                 "model",
                 [
                     "-m",
@@ -117,7 +127,7 @@ def local_stack(
         runner_urls = []
         for index in range(runners):
             name, port = f"runner-{index}", free_port()
-            processes[name] = _spawn(
+            start(
                 name,
                 ["-m", "capstone.runtime"],
                 {**env, "RUNNER_ID": name, "RUNTIME_PORT": str(port)},
@@ -126,7 +136,7 @@ def local_stack(
 
         gateway_port = free_port()
         gateway_url = f"http://127.0.0.1:{gateway_port}"
-        processes["gateway"] = _spawn(
+        start(
             "gateway",
             ["-m", "capstone.gateway"],
             {**env, "GATEWAY_PORT": str(gateway_port)},
@@ -137,7 +147,9 @@ def local_stack(
             )
         _wait_ready("gateway", gateway_url + "/readyz", processes["gateway"], 60)
 
-        yield LocalStack(database_url, gateway_url, model_url, runner_urls, processes)
+        yield LocalStack(
+            database_url, gateway_url, model_url, runner_urls, processes, commands
+        )
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -149,8 +161,21 @@ def local_stack(
                 process.kill()
 
 
+RESTART_BUDGET = 5
+RESTART_WINDOW_SECONDS = 60.0
+
+
+def _stop_on(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
-    with local_stack(token_delay=0.03) as stack:
+    # Closing the terminal (SIGHUP) or `kill` (SIGTERM) stops the stack like Ctrl-C
+    # does, so no process is left behind holding a runner id.
+    signal.signal(signal.SIGTERM, _stop_on)
+    signal.signal(signal.SIGHUP, _stop_on)
+    restarts: list[float] = []
+    with contextlib.suppress(KeyboardInterrupt), local_stack(token_delay=0.03) as stack:
         print(f"gateway   {stack.gateway_url}   (API docs at {stack.gateway_url}/docs)")
         for index, url in enumerate(stack.runner_urls):
             print(f"runner-{index}  {url}/readyz")
@@ -160,16 +185,23 @@ def main() -> int:
             )
         print(f"database  {devdb.redact(stack.database_url)}")
         print(f"logs      {LOG_DIR}/")
-        print("Ctrl-C stops everything but the embedded Postgres (make db-stop).")
-        with contextlib.suppress(KeyboardInterrupt):
-            while all(p.poll() is None for p in stack.processes.values()):
-                time.sleep(0.5)
-        for name, process in stack.processes.items():
-            if process.poll() is not None:
-                print(
-                    f"{name} exited with {process.returncode}; see {LOG_DIR}/{name}.log"
-                )
-                return 1
+        print(
+            "A process that exits is started again with the same name, as Kubernetes "
+            "would.\nCtrl-C stops everything but the embedded Postgres (make db-stop)."
+        )
+        while True:
+            time.sleep(0.5)
+            for name, process in list(stack.processes.items()):
+                if process.poll() is None:
+                    continue
+                now = time.monotonic()
+                restarts[:] = [t for t in restarts if now - t < RESTART_WINDOW_SECONDS]
+                if len(restarts) >= RESTART_BUDGET:
+                    print(f"{name} keeps exiting; see {LOG_DIR}/{name}.log. Stopping.")
+                    return 1
+                restarts.append(now)
+                print(f"{name} exited with {process.returncode}; starting it again")
+                stack.restart(name)
     return 0
 
 

@@ -75,5 +75,5 @@ def configure_logging(service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
-    for noisy in ("uvicorn.access", "httpx", "httpx2", "openai", "dbos"):
+    for noisy in ("uvicorn.access", "httpx", "httpx2", "openai", "dbos", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -162,7 +162,8 @@ def test_killed_runner_resumes_without_redoing_finished_steps(
         restarted.terminate()
         restarted.wait(15)
 
-    # Calls: the first model step once, the second twice (killed, then redone).
+    # The killed runner's id was free again at once: its lock went with its
+    # connection. Calls: the first model step once, the second twice.
     calls = model.get("/_offline/calls").json()
     assert len(calls) == 3, calls
     events = gateway.get(f"/runs/{execution_id}/events", params={"after": 0}).json()[

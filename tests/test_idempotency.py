@@ -4,7 +4,9 @@ import asyncio
 from collections import Counter
 
 import httpx
+import pytest
 
+from capstone.runtime.runner import RunnerAlreadyRunning, claim_runner_id
 from tests.conftest import Stack
 from tests.helpers import all_events, start_run, wait_final
 
@@ -75,3 +77,10 @@ async def test_same_run_id_in_two_sessions_is_two_runs(
         a = await start_run(client, session_id + "-a", "r1", "hi")
         b = await start_run(client, session_id + "-b", "r1", "hi")
     assert a != b
+
+
+async def test_a_runner_id_belongs_to_one_live_process(stack: Stack) -> None:
+    with pytest.raises(RunnerAlreadyRunning, match="test-runner-0"):
+        await claim_runner_id(stack.database_url, "test-runner-0", wait_seconds=0.3)
+    other = await claim_runner_id(stack.database_url, "test-runner-9", wait_seconds=0.3)
+    await other.close()

@@ -12,7 +12,12 @@ import uvicorn
 from pydantic import ValidationError
 
 from capstone.logs import configure_logging
-from capstone.runtime.runner import health_app, start_runner, stop_runner
+from capstone.runtime.runner import (
+    RunnerAlreadyRunning,
+    health_app,
+    start_runner,
+    stop_runner,
+)
 from capstone.runtime.settings import RuntimeSettings
 
 
@@ -41,3 +46,6 @@ if __name__ == "__main__":
     except ValidationError as error:
         print(f"error: invalid runtime settings:\n{error}", file=sys.stderr)
         sys.exit(2)
+    except RunnerAlreadyRunning as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

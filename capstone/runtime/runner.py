@@ -13,6 +13,10 @@ import logging
 from dataclasses import dataclass, field
 
 import asyncpg
+import psycopg
+import sqlalchemy
+import sqlalchemy.engine
+import sqlalchemy.event
 from dbos import DBOS, DBOSConfig
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -29,6 +33,28 @@ from capstone.runtime.settings import (
 )
 
 log = logging.getLogger("capstone.runtime")
+
+
+def _server_unreachable(context: sqlalchemy.engine.ExceptionContext) -> None:
+    """Mark "the server is not there at all" as a lost connection.
+
+    DBOS pauses a workflow and retries when its system database connection fails,
+    recognising failures by their message. A unix socket whose server is down
+    fails with "connection is bad: ... No such file or directory", which it does
+    not recognise, so the workflow dies instead of waiting. Flagging the error as
+    a disconnect puts it on DBOS's retry path. Remove this once DBOS treats that
+    message as a connection failure.
+    """
+    error = context.original_exception
+    if (
+        context.connection is None
+        and isinstance(error, psycopg.OperationalError)
+        and ("No such file or directory" in str(error) or "refused" in str(error))
+    ):
+        context.is_disconnect = True
+
+
+sqlalchemy.event.listen(sqlalchemy.engine.Engine, "handle_error", _server_unreachable)
 
 
 def dbos_config(settings: RuntimeSettings, database_url: str) -> DBOSConfig:
@@ -64,6 +90,7 @@ class Runner:
     database_url: str
     pool: asyncpg.Pool
     events: EventStore
+    identity: asyncpg.Connection
     launched: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -105,10 +132,43 @@ class Runner:
         return ready, checks
 
 
+class RunnerAlreadyRunning(RuntimeError):
+    """Another live process holds this runner id."""
+
+
+async def claim_runner_id(
+    database_url: str, runner_id: str, wait_seconds: float = 5.0
+) -> asyncpg.Connection:
+    """Hold a session lock named after the runner id for the process's lifetime.
+
+    Two processes with one executor id would each recover the other's workflows.
+    In Kubernetes the StatefulSet rules that out; locally this lock does. A process
+    that dies, even by SIGKILL, loses its connection and with it the lock, so a
+    restart with the same id gets it back at once.
+    """
+    conn = await asyncpg.connect(database_url)
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        claimed = await conn.fetchval(
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            f"runner:{runner_id}",
+        )
+        if claimed:
+            return conn
+        if asyncio.get_running_loop().time() >= deadline:
+            await conn.close()
+            raise RunnerAlreadyRunning(
+                f"runner id {runner_id!r} is already in use by a live process on "
+                "this database; give this runner another POD_NAME / RUNNER_ID"
+            )
+        await asyncio.sleep(0.2)
+
+
 async def start_runner(settings: RuntimeSettings) -> Runner:
     """Bring a runner up inside the running event loop and return it."""
     database_url = settings.database_url or devdb.database_url()
     await asyncio.to_thread(migrate.upgrade, database_url)
+    identity = await claim_runner_id(database_url, settings.runner_id)
 
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
     events = EventStore(pool)
@@ -132,7 +192,7 @@ async def start_runner(settings: RuntimeSettings) -> Runner:
     DBOS.launch()
     await register_queues(settings)
 
-    runner = Runner(settings, database_url, pool, events, launched=True)
+    runner = Runner(settings, database_url, pool, events, identity, launched=True)
     runner._tasks.append(asyncio.create_task(runner.heartbeat()))
     log.info(
         "runner %s up (version %s, queues %s, model: %s)",
@@ -154,6 +214,7 @@ async def stop_runner(runner: Runner) -> None:
     workflow.install_runtime(None)
     await runner.events.close()
     await runner.pool.close()
+    await runner.identity.close()
 
 
 def health_app(runner: Runner) -> FastAPI:

@@ -1,0 +1,147 @@
+"""Postgres goes away for a few seconds in the middle of a run.
+
+The gateway answers 503 while it is gone, a WebSocket reader carries on from its
+cursor when it is back, and the run completes with every event once. Everything
+runs against a Postgres of this test's own, so stopping it touches nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from tests.conftest import free_port
+from tests.test_crash_recovery import REPO, spawn, wait_http
+
+
+def devdb(data_dir: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "capstone.devdb", *args],
+        cwd=REPO,
+        env={**os.environ, "CAPSTONE_DATA_DIR": str(data_dir), "DATABASE_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+@dataclass
+class OutageStack:
+    data_dir: Path
+    gateway_url: str
+
+
+@pytest.fixture
+def outage_stack(tmp_path: Path) -> Iterator[OutageStack]:
+    tmp_path.chmod(0o755)
+    data_dir = tmp_path / "data"
+    url = devdb(data_dir, "url", "agents")
+    model_port, gateway_port, runner_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1",
+        "RUNNER_ID": "outage-runner-0",
+        "RUNTIME_PORT": str(runner_port),
+        "GATEWAY_PORT": str(gateway_port),
+        "QUEUE_POLL_SECONDS": "0.1",
+        "HEARTBEAT_SECONDS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("OPENAI_API_KEY", None)
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "capstone.model.offline",
+                "--port",
+                str(model_port),
+                "--token-delay",
+                "0.03",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        spawn("capstone.runtime", env, "runner.log", tmp_path),
+        spawn("capstone.gateway", env, "gateway.log", tmp_path),
+    ]
+    try:
+        wait_http(f"http://127.0.0.1:{runner_port}/readyz", processes[1])
+        wait_http(f"http://127.0.0.1:{gateway_port}/readyz", processes[2])
+        yield OutageStack(data_dir, f"http://127.0.0.1:{gateway_port}")
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        devdb(data_dir, "stop")
+
+
+async def test_a_run_rides_out_a_database_outage(
+    outage_stack: OutageStack, tmp_path: Path
+) -> None:
+    ws_url = outage_stack.gateway_url.replace("http://", "ws://") + "/ws/outage"
+    events: list[dict] = []
+    async with (
+        httpx.AsyncClient(base_url=outage_stack.gateway_url, timeout=10) as client,
+        websockets.connect(ws_url) as socket,
+    ):
+        await socket.send(
+            json.dumps({"type": "ask", "runId": "o1", "message": "count to 150"})
+        )
+        accepted = json.loads(await socket.recv())
+        execution_id = accepted["executionId"]
+
+        async def read_until_completed() -> None:
+            while True:
+                frame = json.loads(await socket.recv())
+                assert frame["type"] == "event", frame
+                events.append(frame["event"])
+                if frame["event"]["event"]["type"] == "completed":
+                    return
+
+        reader = asyncio.create_task(read_until_completed())
+        async with asyncio.timeout(15):
+            while sum(e["event"]["type"] == "token" for e in events) < 20:
+                await asyncio.sleep(0.02)
+
+        await asyncio.to_thread(devdb, outage_stack.data_dir, "stop")
+        during = await client.get(f"/runs/{execution_id}")
+        assert during.status_code == 503, during.text
+        assert during.json()["error"]["code"] == "unavailable"
+        await asyncio.sleep(2)
+        await asyncio.to_thread(devdb, outage_stack.data_dir, "url", "agents")
+
+        try:
+            await asyncio.wait_for(reader, 60)
+        except TimeoutError:
+            logs = (tmp_path / "runner.log").read_text()[-3000:]
+            raise AssertionError(f"the run did not finish:\n{logs}") from None
+        view = (await client.get(f"/runs/{execution_id}")).json()
+        stored = (
+            await client.get(f"/runs/{execution_id}/events", params={"after": 0})
+        ).json()["events"]
+
+    assert view["status"] == "completed", view
+    ids = [e["id"] for e in events]
+    assert ids == sorted(set(ids)), "the socket skipped or repeated an event"
+    assert ids == [e["id"] for e in stored]
+    assert sum(e["event"]["type"] == "token" for e in stored) == 150
