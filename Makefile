@@ -19,10 +19,11 @@ INSTALL_INPUTS := pyproject.toml constraints.txt
 .PHONY: help demo test lint up db-stop db-status constraints clean
 
 help:
-	@echo "make demo       start embedded Postgres, a runner and the gateway; drive a conversation"
+	@echo "make demo       start Postgres, the offline model, two runners and the gateway;"
+	@echo "                drive a scripted conversation through the public API"
 	@echo "make test       everything CI runs: lint, type-check, tests"
 	@echo "make lint       ruff and mypy alone"
-	@echo "make up         run the runner and the gateway until Ctrl-C"
+	@echo "make up         run the offline model, two runners and the gateway until Ctrl-C"
 	@echo "make db-status  say whether the embedded Postgres runs"
 	@echo "make db-stop    stop the embedded Postgres"
 	@echo "make clean      remove .venv and the embedded database"

@@ -40,10 +40,13 @@ log = logging.getLogger("capstone.eventstore")
 NOTIFY_CHANNEL = "agent_events"
 
 # Errors that mean the database could not be reached, not that a query was wrong.
+# InternalClientError is asyncpg's "another operation is in progress" on a
+# connection the server dropped mid-query; a fresh connection clears it.
 DATABASE_OUTAGE = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )

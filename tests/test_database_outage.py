@@ -127,6 +127,13 @@ async def test_a_run_rides_out_a_database_outage(
         during = await client.get(f"/runs/{execution_id}")
         assert during.status_code == 503, during.text
         assert during.json()["error"]["code"] == "unavailable"
+        async with websockets.connect(ws_url + "-other") as other:
+            await other.send(
+                json.dumps({"type": "ask", "runId": "o2", "message": "hi"})
+            )
+            refused = json.loads(await asyncio.wait_for(other.recv(), 10))
+        assert refused["type"] == "error", refused
+        assert refused["error"]["code"] == "unavailable"
         await asyncio.sleep(2)
         await asyncio.to_thread(devdb, outage_stack.data_dir, "url", "agents")
 

@@ -25,6 +25,9 @@ from capstone.sessions import RunConflict
 
 log = logging.getLogger("capstone.gateway")
 
+# The database is unreachable: from asyncpg, or from the DBOS client (SQLAlchemy).
+UNAVAILABLE = (*DATABASE_OUTAGE, sqlalchemy.exc.OperationalError)
+
 _CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -92,7 +95,7 @@ def install_error_handlers(app: FastAPI) -> None:
             503, "unavailable", "the database is unavailable; retry later"
         )
 
-    for outage in (*DATABASE_OUTAGE, sqlalchemy.exc.OperationalError):
+    for outage in UNAVAILABLE:
         app.add_exception_handler(outage, database_down)
 
     @app.exception_handler(Exception)

@@ -31,7 +31,8 @@ from capstone.domain import (
     parse_event_id,
 )
 from capstone.domain.ids import ID_RULE
-from capstone.eventstore import DATABASE_OUTAGE, EventStore
+from capstone.eventstore import EventStore
+from capstone.gateway.errors import UNAVAILABLE
 from capstone.gateway.runs import RunNotFound, RunService
 from capstone.gateway.tenancy import ClientError, tenant_of
 from capstone.sessions import RunConflict
@@ -96,7 +97,7 @@ async def serve_session_socket(
         await send(_error(error.code, error.message))
         await websocket.close(code=POLICY_VIOLATION)
         return
-    except DATABASE_OUTAGE:
+    except UNAVAILABLE:
         await send(_error("unavailable", "the database is unavailable; retry later"))
         await websocket.close(code=INTERNAL_ERROR)
         return
@@ -164,7 +165,7 @@ async def handle_frame(
         await send(_error("run_not_found", f"no run {error} in this session"))
     except RunConflict as error:
         await send(_error("run_id_reused", str(error)))
-    except DATABASE_OUTAGE as error:
+    except UNAVAILABLE as error:
         log.warning("frame refused, database unavailable: %s", error)
         await send(_error("unavailable", "the database is unavailable; retry later"))
     except Exception:

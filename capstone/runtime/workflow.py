@@ -38,7 +38,7 @@ from capstone.domain import (
     ToolResult,
     Usage,
 )
-from capstone.eventstore import EventStore, KeyedEvent
+from capstone.eventstore import DATABASE_OUTAGE, EventStore, KeyedEvent
 from capstone.runtime.settings import AGENT_WORKFLOW, RuntimeSettings
 from capstone.runtime.tools import TOOLS, ToolError, run_tool
 
@@ -164,14 +164,7 @@ def database_step(name: str) -> StepOptions:
 
 def is_database_outage(error: BaseException) -> bool:
     """Connection-level failures that a later attempt can get past."""
-    return isinstance(
-        error,
-        OSError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.AdminShutdownError,
-    )
+    return isinstance(error, DATABASE_OUTAGE)
 
 
 def is_retryable(error: BaseException) -> bool:
