@@ -19,10 +19,10 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE TABLE runs (
-            execution_id   text PRIMARY KEY,
-            tenant_id      text NOT NULL,
-            session_id     text NOT NULL,
-            run_id         text NOT NULL,
+            execution_id   varchar(128) PRIMARY KEY,
+            tenant_id      varchar(64) NOT NULL,
+            session_id     varchar(64) NOT NULL,
+            run_id         varchar(128) NOT NULL,
             message_sha256 text NOT NULL,
             created_at     timestamptz NOT NULL DEFAULT now(),
             closed_at      timestamptz,
@@ -39,8 +39,8 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE TABLE event_streams (
-            tenant_id     text NOT NULL,
-            session_id    text NOT NULL,
+            tenant_id     varchar(64) NOT NULL,
+            session_id    varchar(64) NOT NULL,
             last_event_id bigint NOT NULL DEFAULT 0,
             PRIMARY KEY (tenant_id, session_id)
         )
@@ -49,14 +49,14 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE TABLE agent_events (
-            tenant_id    text NOT NULL,
-            session_id   text NOT NULL,
+            tenant_id    varchar(64) NOT NULL,
+            session_id   varchar(64) NOT NULL,
             event_id     bigint NOT NULL,
-            execution_id text NOT NULL REFERENCES runs (execution_id),
+            execution_id varchar(128) NOT NULL REFERENCES runs (execution_id),
             event_key    text NOT NULL,
-            event_type   text NOT NULL,
-            payload      jsonb NOT NULL,
+            event_type   varchar(32) NOT NULL,
             created_at   timestamptz NOT NULL DEFAULT now(),
+            payload      jsonb NOT NULL,
             PRIMARY KEY (tenant_id, session_id, event_id),
             UNIQUE (execution_id, event_key)
         )
@@ -72,9 +72,9 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE TABLE session_turns (
-            tenant_id    text NOT NULL,
-            session_id   text NOT NULL,
-            execution_id text NOT NULL UNIQUE REFERENCES runs (execution_id),
+            tenant_id    varchar(64) NOT NULL,
+            session_id   varchar(64) NOT NULL,
+            execution_id varchar(128) NOT NULL UNIQUE REFERENCES runs (execution_id),
             user_message text NOT NULL,
             answer       text NOT NULL,
             created_at   timestamptz NOT NULL DEFAULT now(),
@@ -86,7 +86,7 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE TABLE runners (
-            runner_id           text PRIMARY KEY,
+            runner_id           varchar(64) PRIMARY KEY,
             application_version text NOT NULL,
             queues              text[] NOT NULL,
             started_at          timestamptz NOT NULL DEFAULT now(),
