@@ -13,15 +13,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
 
-from tests.conftest import free_port
-from tests.test_crash_recovery import REPO, spawn, wait_http
+from tests.processes import REPO, ProcessStack, process_stack, wait_http
 
 
 def devdb(data_dir: Path, *args: str) -> str:
@@ -37,71 +35,28 @@ def devdb(data_dir: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-@dataclass
-class OutageStack:
-    data_dir: Path
-    gateway_url: str
-
-
 @pytest.fixture
-def outage_stack(tmp_path: Path) -> Iterator[OutageStack]:
+def stack(tmp_path: Path) -> Iterator[tuple[ProcessStack, Path]]:
     tmp_path.chmod(0o755)
     data_dir = tmp_path / "data"
     url = devdb(data_dir, "url", "agents")
-    model_port, gateway_port, runner_port = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1",
-        "RUNNER_ID": "outage-runner-0",
-        "RUNTIME_PORT": str(runner_port),
-        "GATEWAY_PORT": str(gateway_port),
-        "QUEUE_POLL_SECONDS": "0.1",
-        "HEARTBEAT_SECONDS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("OPENAI_API_KEY", None)
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "capstone.model.offline",
-                "--port",
-                str(model_port),
-                "--token-delay",
-                "0.03",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        spawn("capstone.runtime", env, "runner.log", tmp_path),
-        spawn("capstone.gateway", env, "gateway.log", tmp_path),
-    ]
     try:
-        wait_http(f"http://127.0.0.1:{runner_port}/readyz", processes[1])
-        wait_http(f"http://127.0.0.1:{gateway_port}/readyz", processes[2])
-        yield OutageStack(data_dir, f"http://127.0.0.1:{gateway_port}")
+        with process_stack(tmp_path, url, "outage-runner-0", token_delay=0.03) as stack:
+            stack.start_runner()
+            wait_http(stack.gateway_url + "/readyz", stack.processes[1])
+            yield stack, data_dir
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
         devdb(data_dir, "stop")
 
 
 async def test_a_run_rides_out_a_database_outage(
-    outage_stack: OutageStack, tmp_path: Path
+    stack: tuple[ProcessStack, Path],
 ) -> None:
-    ws_url = outage_stack.gateway_url.replace("http://", "ws://") + "/ws/outage"
+    processes, data_dir = stack
+    ws_url = processes.gateway_url.replace("http://", "ws://") + "/ws/outage"
     events: list[dict] = []
     async with (
-        httpx.AsyncClient(base_url=outage_stack.gateway_url, timeout=10) as client,
+        httpx.AsyncClient(base_url=processes.gateway_url, timeout=10) as client,
         websockets.connect(ws_url) as socket,
     ):
         await socket.send(
@@ -123,7 +78,7 @@ async def test_a_run_rides_out_a_database_outage(
             while sum(e["event"]["type"] == "token" for e in events) < 20:
                 await asyncio.sleep(0.02)
 
-        await asyncio.to_thread(devdb, outage_stack.data_dir, "stop")
+        await asyncio.to_thread(devdb, data_dir, "stop")
         during = await client.get(f"/runs/{execution_id}")
         assert during.status_code == 503, during.text
         assert during.json()["error"]["code"] == "unavailable"
@@ -135,12 +90,12 @@ async def test_a_run_rides_out_a_database_outage(
         assert refused["type"] == "error", refused
         assert refused["error"]["code"] == "unavailable"
         await asyncio.sleep(2)
-        await asyncio.to_thread(devdb, outage_stack.data_dir, "url", "agents")
+        await asyncio.to_thread(devdb, data_dir, "url", "agents")
 
         try:
             await asyncio.wait_for(reader, 60)
         except TimeoutError:
-            logs = (tmp_path / "runner.log").read_text()[-3000:]
+            logs = processes.runner_log()
             raise AssertionError(f"the run did not finish:\n{logs}") from None
         view = (await client.get(f"/runs/{execution_id}")).json()
         stored = (
