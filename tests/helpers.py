@@ -79,20 +79,26 @@ async def read_socket(
     until_type: str | None = None,
     count: int | None = None,
     quiet_seconds: float = 0.5,
+    then_wait: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Read event frames from the session socket until a type, a count, or silence."""
+    """Read event frames from the session socket until a type, a count, or silence.
+
+    After a count is reached, ``then_wait`` seconds more are read, so a frame that
+    should not be there (a duplicate, say) is caught rather than left unread.
+    """
     query = "" if last_event_id is None else f"?lastEventId={last_event_id}"
     events: list[dict[str, Any]] = []
     async with websockets.connect(f"{ws_url}/ws/{session_id}{query}") as socket:
         while True:
+            done = count is not None and len(events) >= count
             try:
-                raw = await asyncio.wait_for(socket.recv(), quiet_seconds)
+                raw = await asyncio.wait_for(
+                    socket.recv(), then_wait if done else quiet_seconds
+                )
             except TimeoutError:
                 return events
             frame = json.loads(raw)
             assert frame["type"] == "event", frame
             events.append(frame["event"])
             if until_type and frame["event"]["event"]["type"] == until_type:
-                return events
-            if count is not None and len(events) >= count:
                 return events

@@ -68,8 +68,11 @@ def test_killed_runner_resumes_without_redoing_finished_steps(
         time.sleep(0.05)
     else:
         raise AssertionError("the tool step never finished")
-    time.sleep(0.5)
-    assert len(model.get("/_offline/calls").json()) == 2
+    # Kill as soon as the second model call is in flight (it takes 2 s).
+    deadline = time.monotonic() + 10
+    while len(model.get("/_offline/calls").json()) < 2:
+        assert time.monotonic() < deadline, "the second model call never started"
+        time.sleep(0.02)
     runner.send_signal(signal.SIGKILL)
     runner.wait(10)
     assert gateway.get(f"/runs/{execution_id}").json()["status"] == "running"

@@ -59,7 +59,12 @@ async def test_websocket_resume_from_the_thousandth_event(
     expected = [e for e in events if e["id"] > resume_from]
 
     received = await read_socket(
-        stack.ws_url, session_id, resume_from, quiet_seconds=1.0
+        stack.ws_url,
+        session_id,
+        resume_from,
+        count=len(expected),
+        quiet_seconds=20,
+        then_wait=0.5,
     )
     assert_whole_and_in_order(received, expected)
 
@@ -78,7 +83,9 @@ async def test_reconnect_during_a_live_run_has_no_gap(
 async def test_two_tabs_see_the_same_stream(stack: Stack, session_id: str) -> None:
     tabs = [
         asyncio.create_task(
-            read_socket(stack.ws_url, session_id, 0, until_type="completed")
+            read_socket(
+                stack.ws_url, session_id, 0, until_type="completed", quiet_seconds=20
+            )
         )
         for _ in range(2)
     ]
