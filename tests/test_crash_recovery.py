@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from capstone import devdb
-from tests.processes import ProcessStack, process_stack
+from capstone.testing import ProcessStack, process_stack
 
 
 @pytest.fixture

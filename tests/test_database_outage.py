@@ -19,7 +19,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.processes import REPO, ProcessStack, process_stack, wait_http
+from capstone.testing import REPO, ProcessStack, process_stack, wait_http
 
 
 def devdb(data_dir: Path, *args: str) -> str:

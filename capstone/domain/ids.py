@@ -67,5 +67,7 @@ def execution_id_for(tenant_id: str, session_id: str, run_id: str) -> str:
     always name the same execution, so a retried request finds the run it already
     started instead of starting another. Nothing random, no clock, no hostname.
     """
+    # lab 11.1 begin
     key = f"{tenant_id}\x1f{session_id}\x1f{run_id}".encode()
     return "run-" + hashlib.sha256(key).hexdigest()[:32]
+    # lab 11.1 end

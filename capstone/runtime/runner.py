@@ -58,6 +58,8 @@ sqlalchemy.event.listen(sqlalchemy.engine.Engine, "handle_error", _server_unreac
 
 
 def dbos_config(settings: RuntimeSettings, database_url: str) -> DBOSConfig:
+    """How DBOS runs in this process: which database, which version, which id."""
+    # lab 11.5 begin
     return {
         "name": "agents",
         "system_database_url": database_url,
@@ -69,6 +71,7 @@ def dbos_config(settings: RuntimeSettings, database_url: str) -> DBOSConfig:
         "log_level": "WARNING",
         "notification_listener_polling_interval_sec": 0.1,
     }
+    # lab 11.5 end
 
 
 async def register_queues(settings: RuntimeSettings) -> None:

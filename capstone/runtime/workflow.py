@@ -138,6 +138,7 @@ async def agent_run(job: dict[str, Any]) -> dict[str, Any]:
 
 def model_step_options(settings: RuntimeSettings) -> StepOptions:
     """The model step's retry budget: bounded, with exponential backoff."""
+    # lab 11.2 begin
     return {
         "name": "model",
         "retries_allowed": True,
@@ -148,6 +149,7 @@ def model_step_options(settings: RuntimeSettings) -> StepOptions:
         # A cancel stops an in-flight model call instead of waiting for it.
         "preemptible": True,
     }
+    # lab 11.2 end
 
 
 def database_step(name: str) -> StepOptions:
@@ -170,11 +172,27 @@ def is_database_outage(error: BaseException) -> bool:
 def is_retryable(error: BaseException) -> bool:
     """Retry what a later attempt can fix: rate limits, timeouts, server errors,
     and a database that went away while the answer was being stored."""
+    # lab 11.3 begin
     if isinstance(error, openai.APIStatusError):
         return error.status_code == 429 or error.status_code >= 500
     if isinstance(error, openai.APIConnectionError | openai.APITimeoutError):
         return True
     return is_database_outage(error)
+    # lab 11.3 end
+
+
+async def raise_if_cancelled(execution_id: str) -> None:
+    """Stop before the next model call when the run has been cancelled.
+
+    DBOS checks for a cancel when a step starts, but it sleeps between a step's
+    attempts without looking, so a cancel that lands during the backoff is only
+    seen here.
+    """
+    # lab 11.4 begin
+    workflow = await DBOS.get_workflow_status_async(execution_id)
+    if workflow is not None and workflow.status == "CANCELLED":
+        raise DBOSWorkflowCancelledError(f"{execution_id} was cancelled")
+    # lab 11.4 end
 
 
 async def accept_step(run: RunJob) -> None:
@@ -197,11 +215,7 @@ async def model_step(
     status = DBOS.step_status
     attempt = status.current_attempt if status and status.current_attempt else 0
 
-    # DBOS sleeps between attempts without looking at the workflow's status, so a
-    # run cancelled during the backoff must be caught here, before the next call.
-    workflow = await DBOS.get_workflow_status_async(run.execution_id)
-    if workflow is not None and workflow.status == "CANCELLED":
-        raise DBOSWorkflowCancelledError(f"{run.execution_id} was cancelled")
+    await raise_if_cancelled(run.execution_id)
 
     log.info(
         "model call",

@@ -1,0 +1,1 @@
+"""The course machinery: lab generation, grading, feedback and progress."""
