@@ -16,13 +16,16 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.stamp
 INSTALL_INPUTS := pyproject.toml constraints.txt
 
-.PHONY: help demo test lint up db-stop db-status constraints clean
+.PHONY: help demo test lint up progress db-stop db-status constraints clean
 
 help:
 	@echo "make demo       start Postgres, the offline model, two runners and the gateway;"
 	@echo "                drive a scripted conversation through the public API"
 	@echo "make test       everything CI runs: lint, type-check, tests"
 	@echo "make lint       ruff and mypy alone"
+	@echo "make lab-N      grade your lab N (labs/NN-*); V=1 for tracebacks"
+	@echo "make solution-N grade the reference solution of lab N"
+	@echo "make progress   a table of all 25 labs: tasks passed, what to do next"
 	@echo "make up         run the offline model, two runners and the gateway until Ctrl-C"
 	@echo "make db-status  say whether the embedded Postgres runs"
 	@echo "make db-stop    stop the embedded Postgres"
@@ -49,9 +52,19 @@ test: lint
 	@$(PY) -m pytest -p no:cacheprovider
 
 lint: $(STAMP)-test
-	@$(PY) -m ruff check capstone tests
-	@$(PY) -m ruff format --check -q capstone tests
-	@$(PY) -m mypy capstone
+	@$(PY) -m ruff check capstone course graders tests
+	@$(PY) -m ruff format --check -q capstone course graders tests
+	@$(PY) -m mypy capstone course
+
+# Labs. V=1 shows tracebacks.
+lab-%: $(STAMP)-test
+	@$(PY) -m course.grade $* $(if $(V),-v)
+
+solution-%: $(STAMP)-test
+	@$(PY) -m course.grade $* --solution $(if $(V),-v)
+
+progress: $(STAMP)-test
+	@$(PY) -m course.progress
 
 db-status: $(STAMP)-base
 	@$(PY) -m capstone.devdb status

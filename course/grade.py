@@ -42,7 +42,7 @@ def grade(
     lab_dir: Path,
     verbose: bool = False,
     tasks: list[int] | None = None,
-    quiet: bool = False,
+    capture: bool = False,
 ) -> dict[str, Any]:
     """Run the grader on ``lab_dir``; return the per-task results."""
     entry = lab(number)
@@ -70,12 +70,13 @@ def grade(
         process = subprocess.Popen(
             command,
             cwd=REPO,
-            stdout=subprocess.DEVNULL if quiet else None,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.STDOUT if capture else None,
             start_new_session=True,
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )
         try:
-            process.wait(TIME_LIMIT_SECONDS)
+            output, _ = process.communicate(timeout=TIME_LIMIT_SECONDS)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -83,11 +84,12 @@ def grade(
                 f"\nThe grader stopped after {TIME_LIMIT_SECONDS}s without finishing. "
                 "Look for a loop that never ends or a call that never returns."
             )
-            return {"lab": number, "tasks": [], "timed_out": True}
+            return {"lab": number, "tasks": [], "timed_out": True, "output": ""}
+        text = output.decode(errors="replace") if output else ""
         if not results.exists():
             print("\nThe grader could not run; see the output above.")
-            return {"lab": number, "tasks": [], "crashed": True}
-        return dict(json.loads(results.read_text()))
+            return {"lab": number, "tasks": [], "crashed": True, "output": text}
+        return {**json.loads(results.read_text()), "output": text}
 
 
 def all_passed(result: dict[str, Any]) -> bool:
@@ -97,7 +99,10 @@ def all_passed(result: dict[str, Any]) -> bool:
 def remember(number: int, lab_dir: Path, result: dict[str, Any]) -> None:
     definition = labdef.load(lab(number))
     PROGRESS_DIR.mkdir(parents=True, exist_ok=True)
-    record = {**result, "fingerprint": fingerprint(definition, lab_dir)}
+    record = {
+        "tasks": result["tasks"],
+        "fingerprint": fingerprint(definition, lab_dir),
+    }
     (PROGRESS_DIR / f"lab{number:02d}.json").write_text(json.dumps(record))
 
 
