@@ -39,7 +39,7 @@ $(STAMP)-base: $(INSTALL_INPUTS)
 	@touch $@
 
 $(STAMP)-test: $(STAMP)-base
-	@$(PIP) install -c constraints.txt -e '.[test]'
+	@$(PIP) install -c constraints.txt -e '.[test,notebooks]'
 	@touch $@
 
 demo: $(STAMP)-base
@@ -49,7 +49,8 @@ up: $(STAMP)-base
 	@$(PY) -m capstone.local
 
 test: lint
-	@$(PY) -m pytest -p no:cacheprovider
+	@$(PY) -m course.build --check
+	@$(PY) -m pytest -p no:cacheprovider tests notebooks --nbval-lax
 
 lint: $(STAMP)-test
 	@$(PY) -m ruff check capstone course graders tests
@@ -75,7 +76,7 @@ db-stop: $(STAMP)-base
 # Re-pin every package after changing a pin in pyproject.toml.
 constraints:
 	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
-	.venv-pin/bin/python -m pip install -q -e '.[test]'
+	.venv-pin/bin/python -m pip install -q -e '.[test,notebooks]'
 	{ echo "# Every package the capstone and its tests install, pinned. Regenerate with"; \
 	  echo "# 'make constraints' after changing a pin in pyproject.toml."; \
 	  .venv-pin/bin/python -m pip list --format=freeze --exclude-editable \

@@ -144,6 +144,18 @@ def pytest_collection_modifyitems(
 _LOG = pytest.StashKey[_ErrorLog]()
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Once a task has failed, its later checks are skipped: the report shows one
+    failure a task, and a lab that is not started yet is graded in seconds."""
+    state = item.config.stash.get(_REPORT, None)
+    marker = item.get_closest_marker("task")
+    if state is None or marker is None:
+        return
+    result = state.results.get(int(marker.args[0]))
+    if result is not None and not result.passed:
+        pytest.skip("an earlier check of this task failed")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     handler = _ErrorLog()

@@ -242,6 +242,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     400, "invalid_request", f"Last-Event-ID: {error}"
                 ) from None
 
+        head = await gateway.events.stream_head(record.tenant_id, record.session_id)
+        if resume_from > head:
+            # A cursor from another stream would hide every event up to it.
+            raise ClientError(
+                400,
+                "invalid_request",
+                f"event id {resume_from} is ahead of this session's stream, which "
+                f"ends at {head}; resume from {head} or lower",
+            )
+
         async def stream() -> AsyncIterator[ServerSentEvent]:
             async for event in gateway.events.follow_execution(
                 execution_id, resume_from
