@@ -93,6 +93,7 @@ async def load_history(
     pool: asyncpg.Pool, tenant_id: str, session_id: str, limit: int = HISTORY_TURNS
 ) -> list[Turn]:
     """The session's last finished turns, oldest first."""
+    # lab 10.3 begin
     rows = await pool.fetch(
         "SELECT user_message, answer FROM ("
         "  SELECT user_message, answer, created_at FROM session_turns"
@@ -104,6 +105,7 @@ async def load_history(
         limit,
     )
     return [Turn(row["user_message"], row["answer"]) for row in rows]
+    # lab 10.3 end
 
 
 async def save_turn(

@@ -76,6 +76,7 @@ def dbos_config(settings: RuntimeSettings, database_url: str) -> DBOSConfig:
 
 async def register_queues(settings: RuntimeSettings) -> None:
     """Declare the run queue: one run at a time per session, on any runner."""
+    # lab 10.2 begin
     await DBOS.register_queue_async(
         AGENT_QUEUE,
         # The partition key is the session: runs of one session never overlap,
@@ -85,6 +86,7 @@ async def register_queues(settings: RuntimeSettings) -> None:
         polling_interval_sec=settings.queue_poll_seconds,
         on_conflict="always_update",
     )
+    # lab 10.2 end
 
 
 @dataclass
