@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from capstone.domain import StoredEvent
+from capstone.domain import StoredEvent, is_terminal
 from capstone.domain.events import TERMINAL_TYPES, AgentEvent
 
 log = logging.getLogger("capstone.eventstore")
@@ -90,6 +90,41 @@ _SELECT = (
 )
 
 
+async def lock_stream(conn: asyncpg.Connection, tenant_id: str, session_id: str) -> int:
+    """Lock the session's stream row until the transaction ends; return its last id.
+
+    Every writer of the session queues here, so ids are handed out and committed
+    in the same order: no reader can see id N+1 before id N.
+    """
+    # lab 12.1 begin
+    last_id = await conn.fetchval(
+        "INSERT INTO event_streams (tenant_id, session_id) VALUES ($1, $2) "
+        "ON CONFLICT (tenant_id, session_id) DO UPDATE "
+        "SET last_event_id = event_streams.last_event_id "
+        "RETURNING last_event_id",
+        tenant_id,
+        session_id,
+    )
+    return int(last_id)
+    # lab 12.1 end
+
+
+def new_events(events: Sequence[KeyedEvent], known: set[str]) -> list[KeyedEvent]:
+    """The events to store: keys not stored yet, each once, up to a terminal event."""
+    # lab 12.2 begin
+    fresh: list[KeyedEvent] = []
+    seen = set(known)
+    for item in events:
+        if item.key in seen:
+            continue
+        seen.add(item.key)
+        fresh.append(item)
+        if is_terminal(item.event):
+            break
+    return fresh
+    # lab 12.2 end
+
+
 class EventStore:
     """Append, replay and follow the session streams in Postgres."""
 
@@ -119,15 +154,7 @@ class EventStore:
                 raise UnknownExecution(execution_id)
             tenant_id, session_id = run["tenant_id"], run["session_id"]
 
-            # The stream lock: held until commit, it orders all writers of a session.
-            last_id = await conn.fetchval(
-                "INSERT INTO event_streams (tenant_id, session_id) VALUES ($1, $2) "
-                "ON CONFLICT (tenant_id, session_id) DO UPDATE "
-                "SET last_event_id = event_streams.last_event_id "
-                "RETURNING last_event_id",
-                tenant_id,
-                session_id,
-            )
+            last_id = await lock_stream(conn, tenant_id, session_id)
             closed = await conn.fetchval(
                 "SELECT closed_by FROM runs WHERE execution_id = $1", execution_id
             )
@@ -148,18 +175,10 @@ class EventStore:
                     [item.key for item in events],
                 )
             )
-            fresh: list[KeyedEvent] = []
-            terminal: str | None = None
-            for item in events:
-                if item.key in known:
-                    continue
-                known.add(item.key)
-                fresh.append(item)
-                if item.event.type in TERMINAL_TYPES:
-                    terminal = item.event.type
-                    break
+            fresh = new_events(events, known)
             if not fresh:
                 return []
+            terminal = fresh[-1].event.type if is_terminal(fresh[-1].event) else None
 
             rows = await conn.fetch(
                 "INSERT INTO agent_events "
@@ -213,6 +232,8 @@ class EventStore:
     async def replay_session(
         self, tenant_id: str, session_id: str, after: int = 0, limit: int = PAGE_SIZE
     ) -> list[StoredEvent]:
+        """The session's stored events after id ``after``, in order, a page at most."""
+        # lab 12.3 begin
         rows = await self.pool.fetch(
             _SELECT + "WHERE tenant_id = $1 AND session_id = $2 AND event_id > $3 "
             "ORDER BY event_id LIMIT $4",
@@ -222,6 +243,7 @@ class EventStore:
             limit,
         )
         return [_row_to_event(row) for row in rows]
+        # lab 12.3 end
 
     async def replay_execution(
         self, execution_id: str, after: int = 0, limit: int = PAGE_SIZE

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from course import labdef
-from course.catalog import lab
+from course.catalog import REPO, lab
 
 
 class LabFileError(Exception):
@@ -53,28 +53,42 @@ def learner_functions(
     except ImportError as error:
         raise LabFileError(f"{path.name}: an import fails: {error}") from None
 
-    definitions: list[ast.stmt] = [
-        node
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-        and node.name in names
-    ]
-    missing = set(names) - {
-        node.name
-        for node in definitions
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-    }
+    found: dict[str, ast.stmt] = {}
+    for name in names:
+        # "Class.method" names a method; the rest are module-level functions.
+        owner, _, function = name.rpartition(".")
+        body = tree.body
+        if owner:
+            classes = [
+                n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner
+            ]
+            body = classes[0].body if classes else []
+        for node in body:
+            if (
+                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.name == function
+            ):
+                found[name] = node
+    missing = sorted(set(names) - set(found))
     if missing:
-        raise LabFileError(f"{path.name} has no function {', '.join(sorted(missing))}")
-    exec(compile(ast.Module(definitions, []), str(path), "exec"), namespace)
-    return {name: namespace[name] for name in names}
+        raise LabFileError(f"{path.name} has no function {', '.join(missing)}")
+
+    functions = {}
+    for name, node in found.items():
+        scope = dict(namespace)
+        exec(compile(ast.Module([node], []), str(path), "exec"), scope)
+        functions[name] = scope[name.rpartition(".")[2]]
+    return functions
 
 
 def _rebind(replacements: dict[int, Any]) -> list[tuple[Any, str, Any]]:
     """Replace every binding of the originals in the capstone's loaded modules."""
     undo = []
+    graders = str(REPO / "graders")
     for name, module in list(sys.modules.items()):
-        if not (name == "capstone" or name.startswith("capstone.")) or module is None:
+        in_capstone = name == "capstone" or name.startswith("capstone.")
+        in_graders = str(getattr(module, "__file__", "") or "").startswith(graders)
+        if module is None or not (in_capstone or in_graders):
             continue
         for attribute, value in list(vars(module).items()):
             replacement = replacements.get(id(value))
@@ -91,18 +105,27 @@ def swapped(
     """The reference capstone with one task's functions taken from ``lab_dir``."""
     task = definition.task(task_id)
     replacements: dict[int, Any] = {}
+    methods: list[tuple[type, str, Any]] = []
     for qualified in task.functions:
-        file_name, function = qualified.split(":")
+        file_name, name = qualified.split(":")
         item = definition.file(file_name)
-        original = getattr(importlib.import_module(item.module), function)
-        learner = learner_functions(lab_dir / item.name, item.module, [function])
-        replacements[id(original)] = learner[function]
+        module = importlib.import_module(item.module)
+        learner = learner_functions(lab_dir / item.name, item.module, [name])[name]
+        owner, _, function = name.rpartition(".")
+        if owner:
+            cls = getattr(module, owner)
+            methods.append((cls, function, cls.__dict__[function]))
+            setattr(cls, function, learner)
+        else:
+            replacements[id(getattr(module, function))] = learner
     undo = _rebind(replacements)
     try:
         yield
     finally:
-        for module, attribute, value in reversed(undo):
-            setattr(module, attribute, value)
+        for target, attribute, value in reversed(undo):
+            setattr(target, attribute, value)
+        for cls, function, original in methods:
+            setattr(cls, function, original)
 
 
 def main(argv: list[str]) -> None:
