@@ -159,8 +159,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     handler = _ErrorLog()
-    # DBOS's logger does not propagate to the root; a failed workflow is logged there.
-    loggers = [logging.getLogger(), logging.getLogger("dbos")]
+    # DBOS and uvicorn log to loggers that do not reach the root.
+    loggers = [
+        logging.getLogger(),
+        logging.getLogger("dbos"),
+        logging.getLogger("uvicorn"),
+    ]
     for logger in loggers:
         logger.addHandler(handler)
     item.stash[_LOG] = handler
