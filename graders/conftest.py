@@ -4,7 +4,7 @@ tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 # is replaced for the test and restored after it.
 import capstone.gateway.app  # noqa: F401
 import capstone.testing  # noqa: F401
+from capstone.testing import Stack, running_stack
 from course import labdef
 from course.catalog import lab
 from course.swap import swapped
@@ -40,3 +41,13 @@ def learner_code(
         return
     with swapped(lab_definition, lab_dir, int(marker.args[0])):
         yield
+
+
+@pytest.fixture(scope="session")
+async def stack(lab_definition: labdef.LabDefinition) -> AsyncIterator[Stack]:
+    """The reference capstone, running, on a fresh database of this lab's own."""
+    number = lab_definition.entry.number
+    async with running_stack(
+        f"agents_lab{number:02d}", runner_id=f"lab{number:02d}-runner-0"
+    ) as running:
+        yield running

@@ -19,19 +19,13 @@ from capstone import sessions
 from capstone.gateway import runs
 from capstone.runtime import runner as runner_module
 from capstone.runtime import workflow
-from capstone.testing import Stack, running_stack
+from capstone.testing import Stack
 from course.check import check
 
 # The reference, kept before any swap: a test that re-registers the queue with
 # the learner's code puts the reference configuration back afterwards.
 REFERENCE_REGISTER_QUEUES = runner_module.register_queues
 SLOW_SECONDS = 0.6
-
-
-@pytest.fixture(scope="session")
-async def stack() -> AsyncIterator[Stack]:
-    async with running_stack("agents_lab10", runner_id="lab10-runner-0") as running:
-        yield running
 
 
 def unique(label: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,10 @@ from capstone.domain import ids
 from capstone.runtime import runner as runner_module
 from capstone.runtime import workflow
 from capstone.runtime.settings import APPLICATION_VERSION, RuntimeSettings
-from capstone.testing import ProcessStack, Stack, process_stack, running_stack
+from capstone.testing import ProcessStack, Stack, process_stack
 from course.check import check
 
 FINAL = ("completed", "failed", "cancelled")
-
-
-@pytest.fixture(scope="session")
-async def stack() -> AsyncIterator[Stack]:
-    async with running_stack("agents_lab11", runner_id="lab11-runner-0") as running:
-        yield running
 
 
 async def start(

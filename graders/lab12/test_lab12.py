@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import websockets
@@ -17,14 +16,8 @@ import websockets
 from capstone import sessions
 from capstone.domain import Completed, Token, Usage
 from capstone.eventstore import KeyedEvent, new_events
-from capstone.testing import Stack, running_stack
+from capstone.testing import Stack
 from course.check import check
-
-
-@pytest.fixture(scope="session")
-async def stack() -> AsyncIterator[Stack]:
-    async with running_stack("agents_lab12", runner_id="lab12-runner-0") as running:
-        yield running
 
 
 def unique(label: str) -> str:
