@@ -33,7 +33,9 @@ class LabFileError(Exception):
 
 def learner_functions(
     path: Path, module_name: str, names: list[str]
-) -> dict[str, Callable[..., Any]]:
+) -> tuple[dict[str, Callable[..., Any]], dict[str, Any]]:
+    """The named functions from the learner's file, compiled against the reference
+    module's own globals, and the names the learner's imports add to them."""
     reference = importlib.import_module(module_name)
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
@@ -44,14 +46,22 @@ def learner_functions(
     except FileNotFoundError:
         raise LabFileError(f"{path} is missing") from None
 
-    namespace = dict(vars(reference))
     imports: list[ast.stmt] = [
         node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
     ]
+    imported: dict[str, Any] = {
+        "__name__": module_name,
+        "__package__": reference.__package__,
+    }
     try:
-        exec(compile(ast.Module(imports, []), str(path), "exec"), namespace)
+        exec(compile(ast.Module(imports, []), str(path), "exec"), imported)
     except ImportError as error:
         raise LabFileError(f"{path.name}: an import fails: {error}") from None
+    added = {
+        key: value
+        for key, value in imported.items()
+        if not key.startswith("__") and key not in vars(reference)
+    }
 
     found: dict[str, ast.stmt] = {}
     for name in names:
@@ -75,10 +85,14 @@ def learner_functions(
 
     functions = {}
     for name, node in found.items():
-        scope = dict(namespace)
-        exec(compile(ast.Module([node], []), str(path), "exec"), scope)
-        functions[name] = scope[name.rpartition(".")[2]]
-    return functions
+        # The module's real globals: the function sees what the module sees now,
+        # including anything a test patches on the module while it runs.
+        defined: dict[str, Any] = {}
+        exec(
+            compile(ast.Module([node], []), str(path), "exec"), vars(reference), defined
+        )
+        functions[name] = defined[name.rpartition(".")[2]]
+    return functions, added
 
 
 def _rebind(replacements: dict[int, Any]) -> list[tuple[Any, str, Any]]:
@@ -106,11 +120,16 @@ def swapped(
     task = definition.task(task_id)
     replacements: dict[int, Any] = {}
     methods: list[tuple[type, str, Any]] = []
+    additions: list[tuple[Any, str]] = []
     for qualified in task.functions:
         file_name, name = qualified.split(":")
         item = definition.file(file_name)
         module = importlib.import_module(item.module)
-        learner = learner_functions(lab_dir / item.name, item.module, [name])[name]
+        functions, added = learner_functions(lab_dir / item.name, item.module, [name])
+        for key, value in added.items():
+            setattr(module, key, value)
+            additions.append((module, key))
+        learner = functions[name]
         owner, _, function = name.rpartition(".")
         if owner:
             cls = getattr(module, owner)
@@ -126,6 +145,8 @@ def swapped(
             setattr(target, attribute, value)
         for cls, function, original in methods:
             setattr(cls, function, original)
+        for module, key in additions:
+            delattr(module, key)
 
 
 def main(argv: list[str]) -> None:
