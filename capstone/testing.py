@@ -36,7 +36,8 @@ from fastapi import FastAPI
 from capstone import devdb
 from capstone.gateway.app import GatewaySettings, create_app
 from capstone.runtime import workflow
-from capstone.runtime.runner import Runner, start_runner, stop_runner
+from capstone.runtime.assembly import running_runner
+from capstone.runtime.runner import Runner
 from capstone.runtime.settings import RuntimeSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,19 +106,21 @@ async def running_stack(
         RUNNER_ID=runner_id,
         **{**FAST_SETTINGS, **settings},
     )
-    runner = await start_runner(runtime_settings)
-    port = free_port()
-    app = create_app(GatewaySettings(DATABASE_URL=database_url, port=port))
-    server, task = await serve_in_task(app, port)
-    try:
-        yield Stack(
-            database_url, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", runner
-        )
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
-        await stop_runner(runner)
+    async with running_runner(runtime_settings) as runner:
+        port = free_port()
+        app = create_app(GatewaySettings(DATABASE_URL=database_url, port=port))
+        server, task = await serve_in_task(app, port)
+        try:
+            yield Stack(
+                database_url,
+                f"http://127.0.0.1:{port}",
+                f"ws://127.0.0.1:{port}",
+                runner,
+            )
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:

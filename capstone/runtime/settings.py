@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from typing import Literal, Self
+
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The version DBOS stamps on every workflow this code starts. A runner recovers only
@@ -17,8 +19,13 @@ AGENT_WORKFLOW = "agent_run"
 class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
+    environment: Literal["local", "production"] = Field(
+        "local",
+        validation_alias=AliasChoices("APP_ENV"),
+        description="production makes DATABASE_URL required",
+    )
     database_url: str | None = Field(
-        None, description="Postgres URL; unset means the embedded server"
+        None, description="Postgres URL; unset means the embedded server (local only)"
     )
     runner_id: str = Field(
         "runner-0",
@@ -42,3 +49,11 @@ class RuntimeSettings(BaseSettings):
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("RUNTIME_HOST"))
     http_port: int = Field(8081, validation_alias=AliasChoices("RUNTIME_PORT"))
     heartbeat_seconds: float = Field(5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def database_in_production(self) -> Self:
+        # Without it, a pod would start a private embedded Postgres in its own
+        # container and lose every run at its next restart.
+        if self.environment == "production" and not self.database_url:
+            raise ValueError("DATABASE_URL is required when APP_ENV=production")
+        return self

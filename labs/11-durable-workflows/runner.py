@@ -1,16 +1,13 @@
-"""A runner process: DBOS launched with a stable executor id, taking work from its
-queues, with the health endpoints Kubernetes probes.
-
-Start order: settings, database (and migrations), connection pool, event store,
-model client, DBOS, queues, heartbeat, HTTP. Shutdown runs it backwards.
+"""A runner's parts: DBOS configured with a stable executor id and a pinned version,
+its queues, its heartbeat and readiness, the one-process-per-id lock, and the health
+endpoints Kubernetes probes. ``capstone/runtime/assembly.py`` puts them together.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 import psycopg
@@ -21,11 +18,8 @@ from dbos import DBOS, DBOSConfig
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from capstone import devdb, migrate
+from capstone import migrate
 from capstone.eventstore import EventStore
-from capstone.model.client import ModelSettings, describe, make_model_client
-from capstone.model.offline import create_offline_model_app
-from capstone.runtime import workflow
 from capstone.runtime.settings import (
     AGENT_QUEUE,
     APPLICATION_VERSION,
@@ -81,9 +75,7 @@ class Runner:
     database_url: str
     pool: asyncpg.Pool
     events: EventStore
-    identity: asyncpg.Connection
     launched: bool = False
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def heartbeat(self) -> None:
         """Tell the database this runner is alive and which queues it serves."""
@@ -153,59 +145,6 @@ async def claim_runner_id(
                 "this database; give this runner another POD_NAME / RUNNER_ID"
             )
         await asyncio.sleep(0.2)
-
-
-async def start_runner(settings: RuntimeSettings) -> Runner:
-    """Bring a runner up inside the running event loop and return it."""
-    database_url = settings.database_url or devdb.database_url()
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    identity = await claim_runner_id(database_url, settings.runner_id)
-
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
-    events = EventStore(pool)
-    model_settings = ModelSettings.from_env()
-    offline_model = create_offline_model_app() if model_settings.offline else None
-    workflow.install_runtime(
-        workflow.Runtime(
-            settings=settings,
-            pool=pool,
-            events=events,
-            model=make_model_client(model_settings, offline_model),
-            model_name=model_settings.model,
-            offline_model=offline_model,
-        )
-    )
-
-    # Launched from the event loop's own thread, DBOS runs async workflows on this
-    # loop, where the asyncpg pool lives.
-    DBOS(config=dbos_config(settings, database_url))
-    DBOS.listen_queues(settings.runner_queues)
-    DBOS.launch()
-    await register_queues(settings)
-
-    runner = Runner(settings, database_url, pool, events, identity, launched=True)
-    runner._tasks.append(asyncio.create_task(runner.heartbeat()))
-    log.info(
-        "runner %s up (version %s, queues %s, model: %s)",
-        settings.runner_id,
-        APPLICATION_VERSION,
-        ",".join(settings.runner_queues),
-        describe(model_settings),
-    )
-    return runner
-
-
-async def stop_runner(runner: Runner) -> None:
-    for task in runner._tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    runner.launched = False
-    await asyncio.to_thread(DBOS.destroy, workflow_completion_timeout_sec=5)
-    workflow.install_runtime(None)
-    await runner.events.close()
-    await runner.pool.close()
-    await runner.identity.close()
 
 
 def health_app(runner: Runner) -> FastAPI:
