@@ -31,7 +31,6 @@ from capstone.domain.ids import (
     parse_event_id,
 )
 from capstone.domain.runs import (
-    CancelOutcome,
     RunRequest,
     RunStarted,
     RunStatus,
@@ -54,7 +53,6 @@ __all__ = [
     "AgentEvent",
     "Ask",
     "Cancel",
-    "CancelOutcome",
     "Cancelled",
     "ClientMessage",
     "Completed",

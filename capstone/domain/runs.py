@@ -38,11 +38,6 @@ class RunStatus(StrEnum):
         return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-class CancelOutcome(_Wire):
-    execution_id: str = Field(alias="executionId")
-    status: RunStatus
-
-
 class RunView(_Wire):
     execution_id: str = Field(alias="executionId")
     tenant_id: str = Field(alias="tenantId")

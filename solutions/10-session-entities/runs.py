@@ -7,7 +7,6 @@ listening on the queue picks the run up.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -159,15 +158,3 @@ class RunService:
                     execution_id, [KeyedEvent("cancelled", Cancelled())]
                 )
         return await self.view(tenant_id, execution_id)
-
-
-async def wait_until_final(
-    service: RunService, tenant_id: str, execution_id: str, timeout: float = 30.0
-) -> RunView:
-    """Poll a run until it is completed, failed or cancelled."""
-    async with asyncio.timeout(timeout):
-        while True:
-            view = await service.view(tenant_id, execution_id)
-            if view.status.is_final:
-                return view
-            await asyncio.sleep(0.1)
