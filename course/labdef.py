@@ -73,12 +73,15 @@ def load(entry: LabEntry) -> LabDefinition:
     return LabDefinition(
         entry=entry,
         module_text=f"modules/{entry.folder}/README.md",
-        files=tuple(LabFile(**item) for item in data["files"]),
+        files=tuple(
+            LabFile(item["source"], item["name"], item.get("module", ""))
+            for item in data["files"]
+        ),
         tasks=tuple(
             Task(
                 id=item["id"],
                 title=item["title"],
-                functions=tuple(item["functions"]),
+                functions=tuple(item.get("functions", [])),
                 section=item.get("section", ""),
                 hint=item["hint"],
             )
