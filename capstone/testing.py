@@ -175,7 +175,11 @@ class ProcessStack:
 
 @contextlib.contextmanager
 def process_stack(
-    logs: Path, database_url: str, runner_id: str, token_delay: float = 0.0
+    logs: Path,
+    database_url: str,
+    runner_id: str,
+    token_delay: float = 0.0,
+    runner_command: tuple[str, ...] = (),
 ) -> Iterator[ProcessStack]:
     """Start the offline model and the gateway; runners are started by the test."""
     model_port, gateway_port, runner_port = free_port(), free_port(), free_port()
@@ -205,6 +209,9 @@ def process_stack(
             log_name="model.log",
         )
         gateway = stack.spawn("-m", "capstone.gateway", log_name="gateway.log")
+        if runner_command:
+            # Started alongside the others, not after them; the test waits for it.
+            stack.spawn(*runner_command, log_name="runner.log")
         wait_http(stack.model_url + "/v1/models", model)
         wait_http(stack.gateway_url + "/healthz", gateway)
         yield stack

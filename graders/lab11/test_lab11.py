@@ -23,7 +23,7 @@ from capstone.domain import ids
 from capstone.runtime import runner as runner_module
 from capstone.runtime import workflow
 from capstone.runtime.settings import APPLICATION_VERSION, RuntimeSettings
-from capstone.testing import ProcessStack, Stack, process_stack
+from capstone.testing import ProcessStack, Stack, process_stack, wait_http
 from course.check import check
 
 FINAL = ("completed", "failed", "cancelled")
@@ -216,7 +216,7 @@ def test_only_errors_a_later_attempt_can_fix_are_retried() -> None:
 def slow_backoff() -> Iterator[None]:
     runtime = workflow.current_runtime()
     original = runtime.settings
-    runtime.settings = original.model_copy(update={"model_retry_seconds": 2.0})
+    runtime.settings = original.model_copy(update={"model_retry_seconds": 1.2})
     yield
     runtime.settings = original
 
@@ -240,9 +240,9 @@ async def test_no_model_call_after_a_cancel(stack: Stack, slow_backoff: None) ->
                 expected="a model call, then a wait before the retry",
             )
             await asyncio.sleep(0.02)
-        # The first attempt got a 429; the step now waits 2 s before the next.
+        # The first attempt got a 429; the step now waits 1.2 s before the next.
         await client.post(f"/runs/{execution_id}/cancel")
-        await asyncio.sleep(3.5)
+        await asyncio.sleep(2.0)
         view = (await client.get(f"/runs/{execution_id}")).json()
         kinds = await events_of(client, execution_id)
     made = calls.count(match=message)
@@ -288,14 +288,20 @@ def test_runner_identity_is_stable() -> None:
         )
 
 
+def learner_runner(lab_dir: Path) -> tuple[str, ...]:
+    """A runner process with the learner's Task 5 function swapped in."""
+    return ("-m", "course.swap", "11", str(lab_dir), "5", "-m", "capstone.runtime")
+
+
 @pytest.fixture
-def crash_stack(tmp_path: Path) -> Iterator[ProcessStack]:
+def crash_stack(tmp_path: Path, lab_dir: Path) -> Iterator[ProcessStack]:
     url = devdb.with_database(devdb.database_url(), "agents_lab11_crash")
     devdb.drop_database(url)
     devdb.ensure_database(url)
-    with process_stack(tmp_path, url, "lab11-crash-0") as processes:
+    with process_stack(
+        tmp_path, url, "lab11-crash-0", runner_command=learner_runner(lab_dir)
+    ) as processes:
         yield processes
-    devdb.drop_database(url)
 
 
 @pytest.mark.task(5)
@@ -305,21 +311,13 @@ def test_a_killed_runner_resumes_its_run(
     """SIGKILL a runner mid-run and start it again with the same id"""
     model = httpx.Client(base_url=crash_stack.model_url)
     gateway = httpx.Client(base_url=crash_stack.gateway_url)
-    # Both model calls answer after 1 s: time to kill the runner during the second.
+    # Both model calls answer after 0.6 s: time to kill the runner during the second.
     model.post(
         "/_offline/faults",
-        json={"kind": "timeout", "times": 2, "match": "6 * 7", "delay_seconds": 1},
+        json={"kind": "timeout", "times": 2, "match": "6 * 7", "delay_seconds": 0.6},
     )
-    learner_runner = (
-        "-m",
-        "course.swap",
-        "11",
-        str(lab_dir),
-        "5",
-        "-m",
-        "capstone.runtime",
-    )
-    runner = crash_stack.start_runner(*learner_runner)
+    runner = crash_stack.processes[-1]
+    wait_http(crash_stack.runner_url + "/readyz", runner)
     execution_id = gateway.post(
         "/agents/crash/runs", json={"runId": "r1", "message": "What is 6 * 7?"}
     ).json()["executionId"]
@@ -332,7 +330,7 @@ def test_a_killed_runner_resumes_its_run(
     runner.send_signal(signal.SIGKILL)
     runner.wait(10)
 
-    crash_stack.start_runner(*learner_runner)
+    crash_stack.start_runner(*learner_runner(lab_dir))
     deadline = time.monotonic() + 15
     view: dict[str, Any] = {}
     while time.monotonic() < deadline:
