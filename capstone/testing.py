@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from fastapi import FastAPI
 
 from capstone import devdb
 from capstone.gateway.app import GatewaySettings, create_app
+from capstone.local import free_port
 from capstone.runtime import workflow
 from capstone.runtime.assembly import running_runner
 from capstone.runtime.runner import Runner
@@ -47,12 +47,6 @@ FAST_SETTINGS: dict[str, Any] = {
     "queue_poll_seconds": 0.05,
     "heartbeat_seconds": 1.0,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
