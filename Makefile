@@ -16,13 +16,18 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.stamp
 INSTALL_INPUTS := pyproject.toml constraints.txt
 
-.PHONY: help demo test lint up progress db-stop db-status constraints clean
+# Labs whose graders run the Pulumi stack under mocks: they need the infra extra.
+INFRA_LABS := 2 4 18 21
+
+.PHONY: help demo test lint infra-test up progress db-stop db-status constraints clean
+.SECONDEXPANSION:
 
 help:
 	@echo "make demo       start Postgres, the offline model, two runners and the gateway;"
 	@echo "                drive a scripted conversation through the public API"
 	@echo "make test       everything CI runs: lint, type-check, tests"
 	@echo "make lint       ruff and mypy alone"
+	@echo "make infra-test the Pulumi stack's offline tests alone (mocks, no cloud)"
 	@echo "make lab-N      grade your lab N (labs/NN-*); V=1 for tracebacks"
 	@echo "make solution-N grade the reference solution of lab N"
 	@echo "make progress   a table of all 25 labs: tasks passed, what to do next"
@@ -42,6 +47,11 @@ $(STAMP)-test: $(STAMP)-base
 	@$(PIP) install -c constraints.txt -e '.[test,notebooks]'
 	@touch $@
 
+$(STAMP)-infra: $(STAMP)-test
+	@echo "installing Pulumi and its GCP and Kubernetes providers into $(VENV)"
+	@$(PIP) install -c constraints.txt -e '.[test,notebooks,infra]'
+	@touch $@
+
 demo: $(STAMP)-base
 	@$(PY) -m capstone.demo
 
@@ -50,18 +60,21 @@ up: $(STAMP)-base
 
 test: lint
 	@$(PY) -m course.build --check
-	@$(PY) -m pytest -p no:cacheprovider tests notebooks --nbval-lax
+	@$(PY) -m pytest -p no:cacheprovider tests infra/tests notebooks --nbval-lax
 
-lint: $(STAMP)-test
-	@$(PY) -m ruff check capstone course graders tests
-	@$(PY) -m ruff format --check -q capstone course graders tests
-	@$(PY) -m mypy capstone course
+lint: $(STAMP)-infra
+	@$(PY) -m ruff check capstone course graders tests infra
+	@$(PY) -m ruff format --check -q capstone course graders tests infra
+	@$(PY) -m mypy capstone course infra
+
+infra-test: $(STAMP)-infra
+	@$(PY) -m pytest -p no:cacheprovider infra/tests
 
 # Labs. V=1 shows tracebacks.
-lab-%: $(STAMP)-test
+lab-%: $(STAMP)-test $$(if $$(filter $$*,$(INFRA_LABS)),$(STAMP)-infra)
 	@$(PY) -m course.grade $* $(if $(V),-v)
 
-solution-%: $(STAMP)-test
+solution-%: $(STAMP)-test $$(if $$(filter $$*,$(INFRA_LABS)),$(STAMP)-infra)
 	@$(PY) -m course.grade $* --solution $(if $(V),-v)
 
 progress: $(STAMP)-test
@@ -76,9 +89,9 @@ db-stop: $(STAMP)-base
 # Re-pin every package after changing a pin in pyproject.toml.
 constraints:
 	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
-	.venv-pin/bin/python -m pip install -q -e '.[test,notebooks]'
-	{ echo "# Every package the capstone and its tests install, pinned. Regenerate with"; \
-	  echo "# 'make constraints' after changing a pin in pyproject.toml."; \
+	.venv-pin/bin/python -m pip install -q -e '.[test,notebooks,infra]'
+	{ echo "# Every package the capstone, its tests, notebooks and the Pulumi stack install,"; \
+	  echo "# pinned. Regenerate with 'make constraints' after changing a pin in pyproject.toml."; \
 	  .venv-pin/bin/python -m pip list --format=freeze --exclude-editable \
 	    | grep -v -E '^(pip|setuptools)==' | sort -f; } > constraints.txt
 	rm -rf .venv-pin

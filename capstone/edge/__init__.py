@@ -1,0 +1,1 @@
+"""The edge: what stands between the internet and the gateway."""
