@@ -4,7 +4,8 @@
 
 Starts the embedded Postgres (unless ``DATABASE_URL`` is set), the offline model on
 a loopback port (unless ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set), two
-runners named like StatefulSet pods (``runner-0``, ``runner-1``) and the gateway.
+runners named like StatefulSet pods (``runner-0``, ``runner-1``), the gateway and
+the edge in front of it.
 Each process logs to ``.data/logs/<name>.log``.
 """
 
@@ -41,6 +42,7 @@ class LocalStack:
     runner_urls: list[str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    edge_url: str = ""
 
     def restart(self, name: str) -> None:
         """Start a process again with the same arguments: the same runner id."""
@@ -147,8 +149,23 @@ def local_stack(
             )
         _wait_ready("gateway", gateway_url + "/readyz", processes["gateway"], 60)
 
+        edge_port = free_port()
+        edge_url = f"http://127.0.0.1:{edge_port}"
+        start(
+            "edge",
+            ["-m", "capstone.edge"],
+            {**env, "GATEWAY_URL": gateway_url, "EDGE_PORT": str(edge_port)},
+        )
+        _wait_ready("edge", edge_url + "/readyz", processes["edge"], 30)
+
         yield LocalStack(
-            database_url, gateway_url, model_url, runner_urls, processes, commands
+            database_url,
+            gateway_url,
+            model_url,
+            runner_urls,
+            processes,
+            commands,
+            edge_url,
         )
     finally:
         for process in processes.values():
@@ -176,6 +193,7 @@ def main() -> int:
     signal.signal(signal.SIGHUP, _stop_on)
     restarts: list[float] = []
     with contextlib.suppress(KeyboardInterrupt), local_stack(token_delay=0.03) as stack:
+        print(f"edge      {stack.edge_url}   (the public door: per-tenant rate limit)")
         print(f"gateway   {stack.gateway_url}   (API docs at {stack.gateway_url}/docs)")
         for index, url in enumerate(stack.runner_urls):
             print(f"runner-{index}  {url}/readyz")

@@ -18,6 +18,11 @@ from infra.config import StackConfig
 
 DEFAULT_RULE_PRIORITY = 2147483647
 ALL_SOURCES = gcp.compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"])
+# Requests without the tenant header are throttled per client IP instead: counted
+# under the header, they would all share one key, and a hundred of them (from
+# anyone) would ban every header-less caller, admins on /admin included.
+WITH_TENANT = f"has(request.headers['{TENANT_HEADER}'])"
+ANONYMOUS_PER_IP_PER_MINUTE = 300
 
 
 def security_policy(
@@ -46,7 +51,9 @@ def security_policy(
                 action="rate_based_ban",
                 description="per-tenant rate limit, ban on excess",
                 match=gcp.compute.SecurityPolicyRuleMatchArgs(
-                    versioned_expr="SRC_IPS_V1", config=ALL_SOURCES
+                    expr=gcp.compute.SecurityPolicyRuleMatchExprArgs(
+                        expression=WITH_TENANT
+                    )
                 ),
                 rate_limit_options=gcp.compute.SecurityPolicyRuleRateLimitOptionsArgs(
                     rate_limit_threshold=gcp.compute.SecurityPolicyRuleRateLimitOptionsRateLimitThresholdArgs(
@@ -58,6 +65,24 @@ def security_policy(
                     exceed_action="deny(429)",
                     enforce_on_key="HTTP_HEADER",
                     enforce_on_key_name=TENANT_HEADER,
+                ),
+            ),
+            gcp.compute.SecurityPolicyRuleArgs(
+                priority=2100,
+                action="throttle",
+                description="callers without a tenant header, per IP",
+                match=gcp.compute.SecurityPolicyRuleMatchArgs(
+                    expr=gcp.compute.SecurityPolicyRuleMatchExprArgs(
+                        expression=f"!{WITH_TENANT}"
+                    )
+                ),
+                rate_limit_options=gcp.compute.SecurityPolicyRuleRateLimitOptionsArgs(
+                    rate_limit_threshold=gcp.compute.SecurityPolicyRuleRateLimitOptionsRateLimitThresholdArgs(
+                        count=ANONYMOUS_PER_IP_PER_MINUTE, interval_sec=60
+                    ),
+                    conform_action="allow",
+                    exceed_action="deny(429)",
+                    enforce_on_key="IP",
                 ),
             ),
             gcp.compute.SecurityPolicyRuleArgs(

@@ -47,6 +47,8 @@ def autopilot_cluster(
             enable_private_endpoint=False,
             master_ipv4_cidr_block=CONTROL_PLANE_RANGE,
         ),
+        # Only these networks reach the control plane; none listed leaves it open
+        # to any address (still behind Google sign-in and RBAC).
         master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
             cidr_blocks=[
                 gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
@@ -54,9 +56,11 @@ def autopilot_cluster(
                 )
                 for index, cidr in enumerate(config.authorized_networks)
             ]
-        ),
+        )
+        if config.authorized_networks
+        else None,
         resource_labels=labels,
-        deletion_protection=config.prod,
+        deletion_protection=config.deletion_protection,
         opts=opts,
     )
     # lab 4.4 end

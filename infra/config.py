@@ -60,11 +60,8 @@ class StackConfig:
     openai_api_key: pulumi.Output[str]
     iap_client_id: str
     iap_client_secret: pulumi.Output[str]
+    deletion_protection: bool
     namespace: str = "agents"
-
-    @property
-    def prod(self) -> bool:
-        return self.env == "prod"
 
     def image(self, name: str) -> str:
         """An image in the stack's Artifact Registry, by git SHA: never ``latest``."""
@@ -148,4 +145,10 @@ def load() -> StackConfig:
         openai_api_key=agents.require_secret("openaiApiKey"),
         iap_client_id=agents.require("iapClientId"),
         iap_client_secret=agents.require_secret("iapClientSecret"),
+        # On in prod unless turned off on purpose, before a `pulumi destroy`.
+        deletion_protection=_flag(agents.get_bool("deletionProtection"), env == "prod"),
     )
+
+
+def _flag(value: bool | None, default: bool) -> bool:
+    return default if value is None else value

@@ -55,13 +55,13 @@ def database_instance(
         name,
         region=config.region,
         database_version="POSTGRES_16",
-        deletion_protection=config.prod,
+        deletion_protection=config.deletion_protection,
         settings=gcp.sql.DatabaseInstanceSettingsArgs(
             tier=config.db_tier,
             edition="ENTERPRISE",
             availability_type="REGIONAL" if config.db_high_availability else "ZONAL",
             disk_autoresize=True,
-            deletion_protection_enabled=config.prod,
+            deletion_protection_enabled=config.deletion_protection,
             user_labels=labels,
             ip_configuration=gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
                 ipv4_enabled=False,

@@ -2,8 +2,9 @@
 
 The edge is stateless: it checks the caller's token and quota and forwards to the
 gateway's internal load balancer through the VPC (direct VPC egress, no
-connector). Its ingress admits only the load balancer, so nothing reaches it
-around Cloud Armor; ``/admin/*`` goes through IAP as well.
+connector). Its ingress admits the load balancer and callers inside the
+project's VPC, never the internet directly, so public traffic always passes Cloud
+Armor; ``/admin/*`` goes through IAP as well.
 """
 
 from __future__ import annotations
@@ -50,13 +51,13 @@ class Edge(pulumi.ComponentResource):
             ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
             # The edge checks tokens itself; the load balancer is its only door.
             invoker_iam_disabled=True,
-            deletion_protection=config.prod,
+            deletion_protection=config.deletion_protection,
             labels=labels,
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 service_account=account_email,
                 labels=labels,
                 scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
-                    min_instance_count=1 if config.prod else 0,
+                    min_instance_count=1 if config.deletion_protection else 0,
                     max_instance_count=config.edge_max_instances,
                 ),
                 # Server-Sent Events and WebSockets are long requests.

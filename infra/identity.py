@@ -17,8 +17,9 @@ import pulumi_gcp as gcp
 from infra.config import StackConfig
 from infra.secrets import StoredSecret
 
+# No roles/cloudsql.client: pods reach Cloud SQL on its private IP with a password,
+# not through the Cloud SQL connector, which is what that role is for.
 RUNTIME_ROLES = (
-    "roles/cloudsql.client",
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
     "roles/cloudtrace.agent",

@@ -49,7 +49,7 @@ class Placement:
 
     @property
     def selector(self) -> dict[str, str]:
-        return {"app": "agent-runtime", "pool": self.pool.name}
+        return {"workload": "agent-runtime", "pool": self.pool.name}
 
 
 def headless_service(
@@ -152,8 +152,8 @@ def runner_statefulset(
         env=runner_env(placement),
         resources=core.ResourceRequirementsArgs(requests=resources, limits=resources),
         lifecycle=core.LifecycleArgs(
-            # Readiness turns 503 first; the pause lets endpoints drop the pod
-            # before SIGTERM reaches the runner.
+            # SIGTERM waits for the pause: time for the pod's removal to reach
+            # every endpoint list before the runner starts shutting down.
             pre_stop=core.LifecycleHandlerArgs(
                 exec_=core.ExecActionArgs(
                     command=["/bin/sh", "-c", f"sleep {PRESTOP_SECONDS}"]
@@ -325,7 +325,7 @@ def gateway(
 ) -> core.Service:
     """The gateway: stateless pods behind an internal passthrough load balancer,
     reachable from the VPC (the Cloud Run edge) and nowhere else."""
-    selector = {"app": "agent-gateway"}
+    selector = {"workload": "agent-gateway"}
     all_labels = {**labels, **selector}
     resources = {"cpu": "500m", "memory": "1Gi"}
 

@@ -6,7 +6,7 @@ list means it complies. ``stack_violations`` applies them all to a whole stack,
 and adds the rules that need more than one resource (a disruption budget for
 every StatefulSet). The offline tests run them on the mocked graph of each stack;
 ``infra/policy`` wraps the same functions as a Pulumi policy pack, so
-``pulumi preview --policy-pack infra/policy`` enforces them before anything
+``pulumi preview --policy-pack policy`` (in ``infra/``) enforces them before anything
 changes in the cloud.
 """
 

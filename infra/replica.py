@@ -33,7 +33,7 @@ def read_replica(
         region=config.replica_region,
         database_version="POSTGRES_16",
         master_instance_name=primary.name,
-        deletion_protection=config.prod,
+        deletion_protection=config.deletion_protection,
         replica_configuration=gcp.sql.DatabaseInstanceReplicaConfigurationArgs(
             failover_target=False
         ),
@@ -42,7 +42,7 @@ def read_replica(
             edition="ENTERPRISE",
             availability_type="ZONAL",
             disk_autoresize=True,
-            deletion_protection_enabled=config.prod,
+            deletion_protection_enabled=config.deletion_protection,
             user_labels=labels,
             ip_configuration=gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
                 ipv4_enabled=False,

@@ -31,8 +31,9 @@ def build() -> None:
 
     network = NetworkStack("agents", config.region, labels("network")).result
     database = DatabaseStack("agents-pg", config, network, labels("database")).result
+    replica = None
     if config.replica_region:
-        read_replica(
+        replica = read_replica(
             "agents-pg-replica",
             config,
             database.instance,
@@ -78,6 +79,8 @@ def build() -> None:
     pulumi.export("edgeUrl", f"https://{config.edge_domain}")
     pulumi.export("cloudSqlInstance", database.instance.name)
     pulumi.export("cloudSqlConnection", database.instance.connection_name)
+    if replica is not None:
+        pulumi.export("cloudSqlReplica", replica.name)
     pulumi.export("clusterName", cluster.cluster.name)
     pulumi.export("imageRepository", repository.name)
     pulumi.export("namespace", config.namespace)

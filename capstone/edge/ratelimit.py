@@ -52,11 +52,16 @@ class RateBasedBan:
     limit: RateLimit
     max_keys: int = 100_000
     _windows: dict[str, _Window] = field(default_factory=dict)
+    _last_forget: float = float("-inf")
 
     def check(self, key: str, now: float) -> Decision:
         """Count one request from ``key`` at ``now`` (seconds, monotonic)."""
-        if len(self._windows) >= self.max_keys:
-            self._forget_idle(now)
+        if key not in self._windows and len(self._windows) >= self.max_keys:
+            if now - self._last_forget >= self.limit.interval_seconds:
+                self._forget_idle(now)
+            if len(self._windows) >= self.max_keys:
+                # A flood of made-up keys: refuse new ones rather than grow.
+                return Decision(False, self.limit.interval_seconds)
         # lab 21.3 begin
         window = self._windows.get(key)
         if window is None or (
@@ -76,6 +81,7 @@ class RateBasedBan:
     def _forget_idle(self, now: float) -> None:
         """Drop keys whose window ended and that are not banned: a flood of made-up
         tenant ids must not grow memory without bound."""
+        self._last_forget = now
         self._windows = {
             key: window
             for key, window in self._windows.items()

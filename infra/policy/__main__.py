@@ -1,6 +1,6 @@
 """The rules in ``infra/policies.py`` as a Pulumi policy pack:
 
-pulumi preview --policy-pack infra/policy     (from the repository root)
+cd infra && pulumi preview --policy-pack policy
 """
 
 from pulumi_policy import PolicyPack

@@ -51,6 +51,17 @@ def test_database_is_private_regional_and_recoverable(
     assert backups["enabled"] is True
     assert backups["pointInTimeRecoveryEnabled"] is True
     assert instance.props["deletionProtection"] is (stack == "prod")
+    assert settings["deletionProtectionEnabled"] is (stack == "prod")
+
+
+def test_prod_deletion_protection_can_be_turned_off_for_a_teardown() -> None:
+    graph = run(
+        build, stack_settings("prod", **{"agents:deletionProtection": False}), "prod"
+    )
+    protected = [
+        r.name for r in graph.resources if r.props.get("deletionProtection") is True
+    ]
+    assert protected == []
 
 
 def test_database_waits_for_the_service_networking_connection(dev: Graph) -> None:
@@ -71,6 +82,8 @@ def test_the_replica_is_in_another_region_and_private(prod: Graph, dev: Graph) -
     assert replica.props["replicaConfiguration"]["failoverTarget"] is False
     assert replica.props["settings"]["ipConfiguration"]["ipv4Enabled"] is False
     assert replica.props["deletionProtection"] is True
+    connection = prod.one(CONNECTION)
+    assert prod.explicitly_depends_on(replica, connection)
 
 
 def test_cluster_is_autopilot_with_private_nodes_on_a_pinned_channel(
@@ -126,7 +139,6 @@ def test_workload_identity_binds_each_kubernetes_account(dev: Graph) -> None:
 def test_roles_are_least_privilege(dev: Graph) -> None:
     roles = {r.props["role"] for r in dev.of_type("gcp:projects/iAMMember:IAMMember")}
     assert roles <= {
-        "roles/cloudsql.client",
         "roles/logging.logWriter",
         "roles/monitoring.metricWriter",
         "roles/cloudtrace.agent",
@@ -166,6 +178,13 @@ def test_cloud_armor_guards_every_backend(dev: Graph) -> None:
         "HTTP_HEADER",
         "x-tenant-id",
     )
+    assert rules[2000]["match"]["expr"]["expression"] == (
+        "has(request.headers['x-tenant-id'])"
+    )
+    # Callers without the header are throttled per IP, never under one shared key.
+    assert rules[2100]["action"] == "throttle"
+    assert rules[2100]["rateLimitOptions"]["enforceOnKey"] == "IP"
+    assert rules[2100]["match"]["expr"]["expression"].startswith("!has(")
     assert rules[2147483647]["action"] == "allow"
     backends = dev.of_type("gcp:compute/backendService:BackendService")
     assert len(backends) == 2

@@ -1,0 +1,214 @@
+"""The edge: the public door in front of the gateway, run on Cloud Run.
+
+Stateless. For every request it counts one against the caller's tenant
+(``x-tenant-id``) with the same rate-based ban Cloud Armor enforces, answers 429
+with ``Retry-After`` over the limit, and otherwise forwards the request to the
+gateway unchanged: HTTP with bodies streamed both ways (a Server-Sent Events
+stream passes through as it arrives), and WebSockets frame by frame.
+
+    python -m capstone.edge        GATEWAY_URL, PORT (Cloud Run sets it)
+
+Not here yet: verifying the caller's token and taking the tenant from it. Until
+then the edge trusts the tenant header exactly as the gateway does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import websockets
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.background import BackgroundTask
+from starlette.websockets import WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection
+
+from capstone.edge.ratelimit import TENANT_HEADER, TENANT_LIMIT, RateBasedBan, RateLimit
+
+log = logging.getLogger("capstone.edge")
+
+# Headers about one connection, not the request: never forwarded (RFC 9110 7.6.1).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    gateway_url: str = Field(
+        "http://127.0.0.1:8080", validation_alias=AliasChoices("GATEWAY_URL")
+    )
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("EDGE_HOST"))
+    port: int = Field(8090, validation_alias=AliasChoices("PORT", "EDGE_PORT"))
+    default_tenant: str = "default"
+    rate_count: int = Field(TENANT_LIMIT.count, ge=1)
+    rate_interval_seconds: int = Field(TENANT_LIMIT.interval_seconds, ge=1)
+    rate_ban_seconds: int = Field(TENANT_LIMIT.ban_seconds, ge=1)
+    upstream_timeout_seconds: float = 30.0
+
+
+@dataclass
+class EdgeState:
+    settings: EdgeSettings
+    limiter: RateBasedBan
+    client: httpx.AsyncClient
+
+
+def tenant_of(headers: object, default: str) -> str:
+    values = headers.getlist(TENANT_HEADER)  # type: ignore[attr-defined]
+    return str(values[0]) if values else default
+
+
+def refusal(retry_after: int) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": "rate_limited", "message": "too many requests"}},
+        status_code=429,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def create_app(settings: EdgeSettings | None = None) -> FastAPI:
+    settings = settings or EdgeSettings()
+    limit = RateLimit(
+        settings.rate_count, settings.rate_interval_seconds, settings.rate_ban_seconds
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(settings.upstream_timeout_seconds, read=None)
+        async with httpx.AsyncClient(
+            base_url=settings.gateway_url, timeout=timeout
+        ) as client:
+            app.state.edge = EdgeState(settings, RateBasedBan(limit), client)
+            yield
+
+    app = FastAPI(title="agents edge", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        edge: EdgeState = request.app.state.edge
+        try:
+            reply = await edge.client.get("/readyz", timeout=2)
+            ready = reply.status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        return JSONResponse(
+            {"status": "ready" if ready else "gateway unavailable"},
+            status_code=200 if ready else 503,
+        )
+
+    @app.api_route(
+        "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    )
+    async def forward(request: Request, path: str) -> Response:
+        edge: EdgeState = request.app.state.edge
+        tenant = tenant_of(request.headers, edge.settings.default_tenant)
+        decision = edge.limiter.check(tenant, time.monotonic())
+        if not decision.allowed:
+            log.info("refused: tenant %s over its rate limit", tenant)
+            return refusal(decision.retry_after)
+
+        headers = [
+            (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP
+        ]
+        upstream = edge.client.build_request(
+            request.method,
+            "/" + path,
+            params=request.url.query,
+            headers=headers,
+            content=request.stream(),
+        )
+        try:
+            reply = await edge.client.send(upstream, stream=True)
+        except httpx.HTTPError as error:
+            log.warning("gateway unreachable: %s", type(error).__name__)
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "bad_gateway",
+                        "message": "the gateway is unreachable",
+                    }
+                },
+                status_code=502,
+            )
+        return StreamingResponse(
+            reply.aiter_raw(),
+            status_code=reply.status_code,
+            headers={
+                k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP
+            },
+            background=BackgroundTask(reply.aclose),
+        )
+
+    @app.websocket("/ws/{path:path}")
+    async def forward_socket(websocket: WebSocket, path: str) -> None:
+        edge: EdgeState = websocket.app.state.edge
+        tenant = tenant_of(websocket.headers, edge.settings.default_tenant)
+        if not edge.limiter.check(tenant, time.monotonic()).allowed:
+            await websocket.close(code=1008, reason="rate limited")
+            return
+        url = edge.settings.gateway_url.replace("http", "ws", 1) + f"/ws/{path}"
+        if websocket.url.query:
+            url += f"?{websocket.url.query}"
+        forwarded = (
+            {TENANT_HEADER: tenant} if TENANT_HEADER in websocket.headers else {}
+        )
+        try:
+            upstream = await websockets.connect(url, additional_headers=forwarded)
+        except (OSError, websockets.InvalidHandshake):
+            await websocket.close(code=1011, reason="gateway unreachable")
+            return
+        await websocket.accept()
+        async with upstream:
+            await _pump(websocket, upstream)
+
+    return app
+
+
+async def _pump(client: WebSocket, upstream: ClientConnection) -> None:
+    """Frames both ways until either side closes; then close the other."""
+
+    async def to_gateway() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await upstream.send(await client.receive_text())
+
+    async def to_client() -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for frame in upstream:
+                await client.send_text(
+                    frame if isinstance(frame, str) else frame.decode()
+                )
+
+    tasks = [asyncio.create_task(to_gateway()), asyncio.create_task(to_client())]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    code = upstream.close_code or 1000
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await client.close(code=code if code != 1005 else 1000)
