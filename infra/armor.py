@@ -13,7 +13,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from capstone.edge.ratelimit import TENANT_HEADER, TENANT_LIMIT
+from capstone.edge.ratelimit import ANONYMOUS_LIMIT, TENANT_HEADER, TENANT_LIMIT
 from infra.config import StackConfig
 
 DEFAULT_RULE_PRIORITY = 2147483647
@@ -22,7 +22,7 @@ ALL_SOURCES = gcp.compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"])
 # under the header, they would all share one key, and a hundred of them (from
 # anyone) would ban every header-less caller, admins on /admin included.
 WITH_TENANT = f"has(request.headers['{TENANT_HEADER}'])"
-ANONYMOUS_PER_IP_PER_MINUTE = 300
+ANONYMOUS_PER_IP_PER_MINUTE = ANONYMOUS_LIMIT.count
 
 
 def security_policy(

@@ -49,7 +49,8 @@ class Edge(pulumi.ComponentResource):
             name,
             location=config.region,
             ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
-            # The edge checks tokens itself; the load balancer is its only door.
+            # No Cloud Run IAM check: callers come through the public load
+            # balancer, and the edge is what decides who may pass.
             invoker_iam_disabled=True,
             deletion_protection=config.deletion_protection,
             labels=labels,
@@ -57,7 +58,7 @@ class Edge(pulumi.ComponentResource):
                 service_account=account_email,
                 labels=labels,
                 scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
-                    min_instance_count=1 if config.deletion_protection else 0,
+                    min_instance_count=1 if config.env == "prod" else 0,
                     max_instance_count=config.edge_max_instances,
                 ),
                 # Server-Sent Events and WebSockets are long requests.

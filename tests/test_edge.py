@@ -90,6 +90,23 @@ async def test_a_tenant_over_its_limit_is_refused(stack: Stack) -> None:
     assert other.status_code == 404
 
 
+async def test_callers_without_a_tenant_are_counted_by_address(stack: Stack) -> None:
+    async with running_edge(stack.base_url, anonymous_rate_count=2) as edge:
+        async with httpx.AsyncClient(base_url=edge) as client:
+
+            async def get(**headers: str) -> int:
+                return (await client.get("/runs/x", headers=headers)).status_code
+
+            # The load balancer appends "client, balancer": the caller is 2nd to last.
+            first = {"x-forwarded-for": "203.0.113.9, 198.51.100.1"}
+            spoofed = {"x-forwarded-for": "10.0.0.1, 203.0.113.9, 198.51.100.1"}
+            second = {"x-forwarded-for": "203.0.113.77, 198.51.100.1"}
+            codes = [await get(**first), await get(**spoofed), await get(**first)]
+            others = [await get(**second), await get(**{"x-tenant-id": "acme"})]
+    assert codes == [404, 404, 429], "a made-up first hop is the same caller"
+    assert others == [404, 404], "another address, or a tenant, has its own count"
+
+
 async def test_a_missing_gateway_is_a_502() -> None:
     async with running_edge(f"http://127.0.0.1:{free_port()}") as edge:
         async with httpx.AsyncClient(base_url=edge) as client:

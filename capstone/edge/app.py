@@ -1,8 +1,9 @@
 """The edge: the public door in front of the gateway, run on Cloud Run.
 
 Stateless. For every request it counts one against the caller's tenant
-(``x-tenant-id``) with the same rate-based ban Cloud Armor enforces, answers 429
-with ``Retry-After`` over the limit, and otherwise forwards the request to the
+(``x-tenant-id``) with the same rate-based ban Cloud Armor enforces, or, without
+that header, against the caller's address; it answers 429 with ``Retry-After``
+over the limit, and otherwise forwards the request to the
 gateway unchanged: HTTP with bodies streamed both ways (a Server-Sent Events
 stream passes through as it arrives), and WebSockets frame by frame.
 
@@ -28,10 +29,18 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.background import BackgroundTask
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection
 
-from capstone.edge.ratelimit import TENANT_HEADER, TENANT_LIMIT, RateBasedBan, RateLimit
+from capstone.edge.ratelimit import (
+    ANONYMOUS_LIMIT,
+    TENANT_HEADER,
+    TENANT_LIMIT,
+    Decision,
+    RateBasedBan,
+    RateLimit,
+)
 
 log = logging.getLogger("capstone.edge")
 
@@ -60,23 +69,41 @@ class EdgeSettings(BaseSettings):
     )
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("EDGE_HOST"))
     port: int = Field(8090, validation_alias=AliasChoices("PORT", "EDGE_PORT"))
-    default_tenant: str = "default"
     rate_count: int = Field(TENANT_LIMIT.count, ge=1)
     rate_interval_seconds: int = Field(TENANT_LIMIT.interval_seconds, ge=1)
     rate_ban_seconds: int = Field(TENANT_LIMIT.ban_seconds, ge=1)
+    anonymous_rate_count: int = Field(ANONYMOUS_LIMIT.count, ge=1)
     upstream_timeout_seconds: float = 30.0
 
 
 @dataclass
 class EdgeState:
     settings: EdgeSettings
-    limiter: RateBasedBan
+    tenants: RateBasedBan
+    anonymous: RateBasedBan
     client: httpx.AsyncClient
 
+    def admit(self, connection: HTTPConnection) -> Decision:
+        """Count one request: against its tenant, or without a tenant header,
+        against the caller's address (never one key shared by all of them)."""
+        tenants = connection.headers.getlist(TENANT_HEADER)
+        now = time.monotonic()
+        if tenants:
+            return self.tenants.check(tenants[0], now)
+        return self.anonymous.check(f"address:{client_address(connection)}", now)
 
-def tenant_of(headers: object, default: str) -> str:
-    values = headers.getlist(TENANT_HEADER)  # type: ignore[attr-defined]
-    return str(values[0]) if values else default
+
+def client_address(connection: HTTPConnection) -> str:
+    """The caller's address. Google's load balancer appends "client, balancer" to
+    X-Forwarded-For; anything before those two was written by the caller."""
+    forwarded = [
+        part.strip()
+        for part in connection.headers.get("x-forwarded-for", "").split(",")
+        if part.strip()
+    ]
+    if len(forwarded) >= 2:
+        return forwarded[-2]
+    return connection.client.host if connection.client else "unknown"
 
 
 def refusal(retry_after: int) -> JSONResponse:
@@ -99,7 +126,18 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         async with httpx.AsyncClient(
             base_url=settings.gateway_url, timeout=timeout
         ) as client:
-            app.state.edge = EdgeState(settings, RateBasedBan(limit), client)
+            app.state.edge = EdgeState(
+                settings,
+                RateBasedBan(limit),
+                RateBasedBan(
+                    RateLimit(
+                        settings.anonymous_rate_count,
+                        ANONYMOUS_LIMIT.interval_seconds,
+                        ANONYMOUS_LIMIT.ban_seconds,
+                    )
+                ),
+                client,
+            )
             yield
 
     app = FastAPI(title="agents edge", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -126,10 +164,9 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     )
     async def forward(request: Request, path: str) -> Response:
         edge: EdgeState = request.app.state.edge
-        tenant = tenant_of(request.headers, edge.settings.default_tenant)
-        decision = edge.limiter.check(tenant, time.monotonic())
+        decision = edge.admit(request)
         if not decision.allowed:
-            log.info("refused: tenant %s over its rate limit", tenant)
+            log.info("refused: over the rate limit (%s)", request.url.path)
             return refusal(decision.retry_after)
 
         headers = [
@@ -167,16 +204,14 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     @app.websocket("/ws/{path:path}")
     async def forward_socket(websocket: WebSocket, path: str) -> None:
         edge: EdgeState = websocket.app.state.edge
-        tenant = tenant_of(websocket.headers, edge.settings.default_tenant)
-        if not edge.limiter.check(tenant, time.monotonic()).allowed:
+        if not edge.admit(websocket).allowed:
             await websocket.close(code=1008, reason="rate limited")
             return
         url = edge.settings.gateway_url.replace("http", "ws", 1) + f"/ws/{path}"
         if websocket.url.query:
             url += f"?{websocket.url.query}"
-        forwarded = (
-            {TENANT_HEADER: tenant} if TENANT_HEADER in websocket.headers else {}
-        )
+        tenants = websocket.headers.getlist(TENANT_HEADER)
+        forwarded = {TENANT_HEADER: tenants[0]} if tenants else {}
         try:
             upstream = await websockets.connect(url, additional_headers=forwarded)
         except (OSError, websockets.InvalidHandshake):

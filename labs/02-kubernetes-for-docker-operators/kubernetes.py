@@ -77,6 +77,34 @@ def runner_probes() -> dict[str, core.ProbeArgs]:
     raise NotImplementedError("Task 3: probe /healthz and /readyz")
 
 
+def pause_before_stop() -> core.LifecycleArgs:
+    """A preStop pause. SIGTERM waits for it: time for the pod's removal to reach
+    every endpoint list before the process starts shutting down."""
+    return core.LifecycleArgs(
+        pre_stop=core.LifecycleHandlerArgs(
+            exec_=core.ExecActionArgs(
+                command=["/bin/sh", "-c", f"sleep {PRESTOP_SECONDS}"]
+            )
+        )
+    )
+
+
+def unprivileged() -> core.SecurityContextArgs:
+    """A container that runs as a non-root user and can gain nothing more."""
+    return core.SecurityContextArgs(
+        run_as_non_root=True,
+        allow_privilege_escalation=False,
+        capabilities=core.CapabilitiesArgs(drop=["ALL"]),
+    )
+
+
+def unprivileged_pod() -> core.PodSecurityContextArgs:
+    return core.PodSecurityContextArgs(
+        run_as_non_root=True,
+        seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
 def runner_statefulset(
     placement: Placement, service: core.Service, opts: pulumi.ResourceOptions
 ) -> k8s.apps.v1.StatefulSet:
@@ -245,18 +273,8 @@ def gateway(
         startup_probe=probe("/healthz", 2),
         readiness_probe=probe("/readyz", 5),
         liveness_probe=probe("/healthz", 10),
-        lifecycle=core.LifecycleArgs(
-            pre_stop=core.LifecycleHandlerArgs(
-                exec_=core.ExecActionArgs(
-                    command=["/bin/sh", "-c", f"sleep {PRESTOP_SECONDS}"]
-                )
-            )
-        ),
-        security_context=core.SecurityContextArgs(
-            run_as_non_root=True,
-            allow_privilege_escalation=False,
-            capabilities=core.CapabilitiesArgs(drop=["ALL"]),
-        ),
+        lifecycle=pause_before_stop(),
+        security_context=unprivileged(),
     )
     k8s.apps.v1.Deployment(
         "gateway",
@@ -271,6 +289,7 @@ def gateway(
                 spec=core.PodSpecArgs(
                     service_account_name=GATEWAY_ACCOUNT,
                     termination_grace_period_seconds=30,
+                    security_context=unprivileged_pod(),
                     containers=[container],
                 ),
             ),

@@ -28,6 +28,10 @@ class RateLimit:
 
 
 TENANT_LIMIT = RateLimit(count=100, interval_seconds=60, ban_seconds=300)
+# Requests without a tenant header, counted per client address. Cloud Armor
+# throttles them (refuses the excess until the minute ends); the edge's local rule
+# bans for one interval, which comes to about the same.
+ANONYMOUS_LIMIT = RateLimit(count=300, interval_seconds=60, ban_seconds=60)
 
 
 @dataclass(frozen=True)
