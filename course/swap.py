@@ -1,10 +1,11 @@
 """Put a learner's functions into the running reference capstone, one task at a time.
 
 The grader takes each function a task names from the learner's file, compiles it
-against the reference module's globals (plus any imports the learner added), and
-puts it wherever the reference function was bound. Everything else stays the
-reference, so a task is graded on its own: lab 11's Task 3 does not depend on
-Task 1 being done. Only the named functions are taken, never the rest of the file.
+against the reference module's globals (plus any imports and helper functions the
+learner added), and puts it wherever the reference function was bound. Everything
+else stays the reference, so a task is graded on its own: lab 11's Task 3 does not
+depend on Task 1 being done. Only the named functions and the learner's own new
+helpers are taken, never the learner's version of other reference functions.
 
     python -m course.swap LAB LAB_DIR TASK -m capstone.runtime [args...]
 
@@ -62,6 +63,28 @@ def learner_functions(
         for key, value in imported.items()
         if not key.startswith("__") and key not in vars(reference)
     }
+
+    # Helpers the learner wrote next to the task's function (a function or class
+    # the reference module does not have) come along, so the function can call them.
+    helpers: list[ast.stmt] = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and node.name not in vars(reference)
+    ]
+    if helpers:
+        defined_helpers: dict[str, Any] = {}
+        try:
+            exec(
+                compile(ast.Module(helpers, []), str(path), "exec"),
+                {**vars(reference), **added},
+                defined_helpers,
+            )
+        except Exception as error:  # noqa: BLE001 - any failure is the learner's
+            raise LabFileError(
+                f"{path.name}: defining your helpers fails: {error}"
+            ) from None
+        added.update(defined_helpers)
 
     found: dict[str, ast.stmt] = {}
     for name in names:

@@ -28,7 +28,8 @@ ANONYMOUS_PER_IP_PER_MINUTE = ANONYMOUS_LIMIT.count
 def security_policy(
     name: str, labels: dict[str, str], opts: pulumi.ResourceOptions
 ) -> gcp.compute.SecurityPolicy:
-    """The edge's policy: a WAF rule, a per-tenant rate-based ban, a default rule."""
+    """The edge's policy: a WAF rule, a per-tenant rate-based ban, a per-address
+    throttle for callers without a tenant, and a default rule."""
     # lab 21.1 begin
     return gcp.compute.SecurityPolicy(
         name,

@@ -107,6 +107,54 @@ async def test_callers_without_a_tenant_are_counted_by_address(stack: Stack) -> 
     assert others == [404, 404], "another address, or a tenant, has its own count"
 
 
+ODD_PATHS = [
+    "/runs/x%3Fafter=1",
+    "/runs/x%23y/events",
+    "/x%2F..%2Fruns/zzz",
+    "/runs/%00",
+    "/agents/a%20b/runs",
+]
+
+
+@pytest.mark.parametrize("path", ODD_PATHS)
+async def test_odd_paths_reach_the_gateway_as_sent(
+    edge: str, stack: Stack, path: str
+) -> None:
+    # The same bytes to the gateway directly and through the edge: same answer.
+    async with httpx.AsyncClient() as client:
+        direct = await client.get(stack.base_url + path)
+        through = await client.get(edge + path)
+    assert through.status_code == direct.status_code, (path, through.text)
+    assert through.status_code < 500
+    assert through.json() == direct.json()
+
+
+async def test_bad_tenant_headers_are_refused_like_the_gateway_does(edge: str) -> None:
+    async with httpx.AsyncClient(base_url=edge) as client:
+        long = await client.get("/runs/x", headers={"x-tenant-id": "t" * 60_000})
+        twice = await client.get(
+            "/runs/x", headers=[("x-tenant-id", "a"), ("x-tenant-id", "b")]
+        )
+        method = await client.request("TRACE", "/runs/x")
+    assert long.status_code == 422 and long.json()["error"]["code"]
+    assert twice.status_code == 400
+    assert method.status_code == 405 and method.json()["error"]["code"] == "http_405"
+
+
+async def test_a_refused_socket_is_closed_with_a_reason(stack: Stack) -> None:
+    async with running_edge(stack.base_url, rate_count=1) as edge:
+        url = edge.replace("http", "ws", 1) + "/ws/s-refused"
+        headers = {"x-tenant-id": "acme"}
+        async with websockets.connect(url, additional_headers=headers):
+            pass
+        async with websockets.connect(url, additional_headers=headers) as socket:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await socket.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
+    assert "rate limited" in closed.value.rcvd.reason
+
+
 async def test_a_missing_gateway_is_a_502() -> None:
     async with running_edge(f"http://127.0.0.1:{free_port()}") as edge:
         async with httpx.AsyncClient(base_url=edge) as client:

@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection
@@ -41,6 +42,7 @@ from capstone.edge.ratelimit import (
     RateBasedBan,
     RateLimit,
 )
+from capstone.gateway.tenancy import ClientError, tenant_of
 
 log = logging.getLogger("capstone.edge")
 
@@ -89,7 +91,9 @@ class EdgeState:
         tenants = connection.headers.getlist(TENANT_HEADER)
         now = time.monotonic()
         if tenants:
-            return self.tenants.check(tenants[0], now)
+            # The gateway's own rule for the header: once, a well-formed id (so a
+            # key is at most 64 characters, whatever a client sends).
+            return self.tenants.check(tenant_of(connection, ""), now)
         return self.anonymous.check(f"address:{client_address(connection)}", now)
 
 
@@ -104,6 +108,23 @@ def client_address(connection: HTTPConnection) -> str:
     if len(forwarded) >= 2:
         return forwarded[-2]
     return connection.client.host if connection.client else "unknown"
+
+
+def upstream_target(connection: HTTPConnection) -> str:
+    """The path and query exactly as the client sent them, still percent-encoded:
+    decoding first would turn %2F, %3F or %23 into structure the gateway would read
+    differently from what the load balancer routed."""
+    raw = connection.scope.get("raw_path") or connection.url.path.encode()
+    target = raw.decode("latin-1")
+    query = connection.scope.get("query_string", b"").decode("latin-1")
+    return f"{target}?{query}" if query else target
+
+
+def client_error(error: ClientError) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": error.code, "message": str(error)}},
+        status_code=error.status,
+    )
 
 
 def refusal(retry_after: int) -> JSONResponse:
@@ -142,6 +163,16 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="agents edge", lifespan=lifespan, docs_url=None, redoc_url=None)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        # The edge's own refusals (a method it does not forward, say) in the same
+        # shape as the gateway's errors.
+        return JSONResponse(
+            {"error": {"code": f"http_{error.status_code}", "message": error.detail}},
+            status_code=error.status_code,
+            headers=error.headers,
+        )
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -164,7 +195,10 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     )
     async def forward(request: Request, path: str) -> Response:
         edge: EdgeState = request.app.state.edge
-        decision = edge.admit(request)
+        try:
+            decision = edge.admit(request)
+        except ClientError as error:
+            return client_error(error)
         if not decision.allowed:
             log.info("refused: over the rate limit (%s)", request.url.path)
             return refusal(decision.retry_after)
@@ -172,13 +206,17 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         headers = [
             (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP
         ]
-        upstream = edge.client.build_request(
-            request.method,
-            "/" + path,
-            params=request.url.query,
-            headers=headers,
-            content=request.stream(),
-        )
+        try:
+            upstream = edge.client.build_request(
+                request.method,
+                upstream_target(request),
+                headers=headers,
+                content=request.stream(),
+            )
+        except httpx.InvalidURL:
+            return client_error(
+                ClientError(400, "invalid_request", "the URL cannot be forwarded")
+            )
         try:
             reply = await edge.client.send(upstream, stream=True)
         except httpx.HTTPError as error:
@@ -204,18 +242,37 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     @app.websocket("/ws/{path:path}")
     async def forward_socket(websocket: WebSocket, path: str) -> None:
         edge: EdgeState = websocket.app.state.edge
-        if not edge.admit(websocket).allowed:
-            await websocket.close(code=1008, reason="rate limited")
+        # Accept first, then close with a code and a reason: a socket refused
+        # during the handshake reaches the client as a bare 403.
+        try:
+            decision = edge.admit(websocket)
+        except ClientError as error:
+            await websocket.accept()
+            await websocket.close(code=1008, reason=str(error))
             return
-        url = edge.settings.gateway_url.replace("http", "ws", 1) + f"/ws/{path}"
-        if websocket.url.query:
-            url += f"?{websocket.url.query}"
+        if not decision.allowed:
+            await websocket.accept()
+            await websocket.close(
+                code=1008, reason=f"rate limited; retry after {decision.retry_after} s"
+            )
+            return
+        url = edge.settings.gateway_url.replace("http", "ws", 1) + upstream_target(
+            websocket
+        )
         tenants = websocket.headers.getlist(TENANT_HEADER)
         forwarded = {TENANT_HEADER: tenants[0]} if tenants else {}
         try:
             upstream = await websockets.connect(url, additional_headers=forwarded)
-        except (OSError, websockets.InvalidHandshake):
-            await websocket.close(code=1011, reason="gateway unreachable")
+        except websockets.InvalidStatus as refused:
+            await websocket.accept()
+            await websocket.close(
+                code=1008,
+                reason=f"the gateway refused it (HTTP {refused.response.status_code})",
+            )
+            return
+        except (OSError, websockets.WebSocketException, ValueError):
+            await websocket.accept()
+            await websocket.close(code=1011, reason="the gateway is unreachable")
             return
         await websocket.accept()
         async with upstream:

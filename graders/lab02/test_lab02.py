@@ -12,9 +12,15 @@ import pytest
 from infra_support import by_name, declared, validation_error
 
 from course.check import check
+from infra.labels import REQUIRED
 from infra.testing import Graph, Resource
 
 SERVICE = "kubernetes:core/v1:Service"
+PROVIDER = "pulumi:providers:kubernetes"
+POD_NAME_SOURCES = (
+    "metadata.name",
+    "metadata.labels['statefulset.kubernetes.io/pod-name']",
+)
 STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 POOLS = {"agent-runtime-default": 3, "agent-runtime-enterprise": 2}
 
@@ -29,6 +35,48 @@ def runner_services(graph: Graph) -> dict[str, Resource]:
 
 def container(statefulset: Resource) -> dict[str, Any]:
     return dict(statefulset.props["spec"]["template"]["spec"]["containers"][0])
+
+
+IMAGE = "us-central1-docker.pkg.dev/agents-course-prod/agents/agent-runtime:3f9c2ab"
+UNITS = {
+    "m": 0.001,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+}
+
+
+def quantity(value: object) -> float | None:
+    """A Kubernetes quantity as a number: "2" and "2000m", "4Gi" and "4096Mi"."""
+    text = str(value)
+    for suffix in sorted(UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            try:
+                return float(text[: -len(suffix)]) * UNITS[suffix]
+            except ValueError:
+                return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def pause_seconds(container: dict[str, Any]) -> float:
+    """How long the preStop hook pauses: an exec'd sleep or the sleep action."""
+    pre_stop = (container.get("lifecycle") or {}).get("preStop") or {}
+    if "sleep" in pre_stop:
+        return float((pre_stop["sleep"] or {}).get("seconds") or 0)
+    command = " ".join(map(str, ((pre_stop.get("exec") or {}).get("command") or [])))
+    words = command.replace(";", " ").split()
+    for word, after in zip(words, words[1:], strict=False):
+        if word.endswith("sleep"):
+            return quantity(after) or 0.0
+    return 0.0
 
 
 def valid(resource: Resource) -> None:
@@ -76,12 +124,34 @@ def test_each_pool_has_a_headless_service() -> None:
             got=f"selector {selector}",
             expected=f"the pool's selector (its pods carry {pod_labels})",
         )
-        ports = [(p.get("name"), p.get("port")) for p in spec.get("ports") or []]
+        ports = [
+            (p.get("name"), p.get("port"), p.get("targetPort"))
+            for p in spec.get("ports") or []
+        ]
         check(
-            ports == [("http", 8081)],
+            len(ports) == 1
+            and ports[0][:2] == ("http", 8081)
+            and ports[0][2] in (None, "http", 8081),
             called=f"headless_service for {name}",
-            got=f"ports {ports}",
-            expected="one port, named http, on RUNTIME_PORT (8081)",
+            got=f"ports (name, port, targetPort) {ports}",
+            expected="one port, named http, on RUNTIME_PORT (8081), to the "
+            "container's port named http",
+        )
+        metadata = service.props.get("metadata") or {}
+        check(
+            metadata.get("namespace") == "agents"
+            and service.provider.startswith(graph.one(PROVIDER).urn),
+            called=f"headless_service for {name}",
+            got=f"namespace {metadata.get('namespace')!r}, provider "
+            f"{service.provider or 'the default'}",
+            expected="the placement's namespace (agents), through the cluster's "
+            "explicit provider (pass opts)",
+        )
+        check(
+            spec.get("publishNotReadyAddresses") is True,
+            called=f"headless_service for {name}",
+            got=f"publishNotReadyAddresses {spec.get('publishNotReadyAddresses')!r}",
+            expected="True: a starting runner has its DNS name before it is ready",
         )
 
 
@@ -103,7 +173,7 @@ def test_the_pod_name_comes_from_the_downward_api() -> None:
         pod_name = env.get("POD_NAME", {})
         source = (pod_name.get("valueFrom") or {}).get("fieldRef") or {}
         check(
-            source.get("fieldPath") == "metadata.name" and "value" not in pod_name,
+            source.get("fieldPath") in POD_NAME_SOURCES and "value" not in pod_name,
             called=f"runner_env for {name}: POD_NAME",
             got=pod_name or "no POD_NAME variable",
             expected="POD_NAME from the downward API (fieldRef metadata.name), "
@@ -174,8 +244,9 @@ def test_probes_ask_the_right_questions() -> None:
         check(
             ports <= {"http", 8081},
             called=f"runner_probes() in {name}",
-            got=f"probe ports {sorted(map(str, ports))}",
-            expected="the runner's port: 'http' or 8081",
+            got=f"probe ports {sorted(map(repr, ports))}",
+            expected="the runner's port: the name 'http', or the number 8081 "
+            "(an int, not the string '8081')",
         )
         startup = spec["startupProbe"]
         allowance = startup.get("periodSeconds", 10) * startup.get(
@@ -200,7 +271,7 @@ def test_each_pool_is_a_statefulset_under_its_headless_service() -> None:
     statefulsets = by_name(graph.of_type(STATEFULSET))
     kinds = sorted({r.props.get("kind") for r in graph.kubernetes_objects()})
     check(
-        sorted(statefulsets) == sorted(POOLS),
+        sorted(statefulsets) == sorted(POOLS) and "Pod" not in kinds,
         called="runner_statefulset for the pools default and enterprise",
         got=f"StatefulSets {sorted(statefulsets)}; kinds declared {kinds}",
         expected=f"one StatefulSet per pool, named {sorted(POOLS)}; no bare Pod",
@@ -216,6 +287,23 @@ def test_each_pool_is_a_statefulset_under_its_headless_service() -> None:
             called=f"runner_statefulset for {name}",
             got=f"serviceName {spec.get('serviceName')!r}",
             expected=f"serviceName {name!r}: the pool's headless Service",
+        )
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        pod_labels = ((spec.get("template") or {}).get("metadata") or {}).get(
+            "labels"
+        ) or {}
+        wanted = {
+            "workload": "agent-runtime",
+            "pool": name.removeprefix("agent-runtime-"),
+        }
+        check(
+            selector == wanted
+            and all(pod_labels.get(k) == v for k, v in selector.items())
+            and all(pod_labels.get(k) for k in REQUIRED),
+            called=f"runner_statefulset for {name}: labels",
+            got=f"selector {selector}, pod labels {pod_labels}",
+            expected=f"the placement's selector {wanted}, also on the pod template, "
+            "with the placement's labels (tenant, env, app, component)",
         )
         check(
             spec.get("replicas") == POOLS[name],
@@ -247,20 +335,44 @@ def test_the_runner_container_is_shaped_for_a_long_life() -> None:
             expected="one internal port, named http, 8081",
         )
         resources = spec.get("resources") or {}
-        requests, limits = resources.get("requests"), resources.get("limits")
+        requests = resources.get("requests") or {}
+        limits = resources.get("limits") or {}
         check(
-            requests and requests == limits and {"cpu", "memory"} <= set(requests),
+            {"cpu", "memory"} <= set(requests)
+            and all(
+                quantity(requests.get(k)) == quantity(limits.get(k))
+                for k in ("cpu", "memory")
+            ),
             called=f"runner_statefulset for {name}: resources",
             got=resources,
             expected="cpu and memory requests equal to their limits, from the pool",
         )
         check(
+            spec.get("image") == IMAGE,
+            called=f"runner_statefulset for {name}: image",
+            got=spec.get("image"),
+            expected=f"the placement's image, pinned to the git SHA ({IMAGE})",
+        )
+        check(
             pod.get("terminationGracePeriodSeconds", 30) >= 30
-            and ((spec.get("lifecycle") or {}).get("preStop") or {}).get("exec"),
+            and pause_seconds(spec) >= 5,
             called=f"runner_statefulset for {name}: shutdown",
             got=f"grace {pod.get('terminationGracePeriodSeconds')}, "
             f"preStop {(spec.get('lifecycle') or {}).get('preStop')}",
-            expected="a grace period of 30 s or more and a preStop pause",
+            expected="a grace period of 30 s or more and a preStop pause of some "
+            "seconds (a sleep)",
+        )
+        non_root = (spec.get("securityContext") or {}).get("runAsNonRoot") or (
+            pod.get("securityContext") or {}
+        ).get("runAsNonRoot")
+        check(
+            non_root is True,
+            called=f"runner_statefulset for {name}: security context",
+            got={
+                "container": spec.get("securityContext"),
+                "pod": pod.get("securityContext"),
+            },
+            expected="runAsNonRoot true (the image runs as user 10001)",
         )
         env = {e["name"] for e in spec.get("env") or []}
         check(

@@ -12,6 +12,7 @@ from infra_support import declared
 from course.check import check
 from infra.labels import REQUIRED
 from infra.policies import private_database
+from infra.testing import Graph, Resource
 
 NETWORK = "gcp:compute/network:Network"
 SUBNET = "gcp:compute/subnetwork:Subnetwork"
@@ -19,6 +20,24 @@ ADDRESS = "gcp:compute/globalAddress:GlobalAddress"
 CONNECTION = "gcp:servicenetworking/connection:Connection"
 SQL = "gcp:sql/databaseInstance:DatabaseInstance"
 CLUSTER = "gcp:container/cluster:Cluster"
+
+
+def prefix(cidr: object) -> int:
+    return int(str(cidr).rpartition("/")[2] or 99)
+
+
+def in_component(
+    graph: Graph, resources: list[Resource], component: str, called: str
+) -> None:
+    """Each resource made with the opts it was given: a child of its component."""
+    strays = [r.name for r in resources if component not in r.urn]
+    check(
+        not strays,
+        called=called,
+        got=f"{', '.join(strays)} outside the {component.rsplit(':', 1)[-1]} component",
+        expected="every resource created with the opts passed in (merge them, "
+        "never replace them): it stays a child of its component",
+    )
 
 
 # Task 1 ----------------------------------------------------------------------
@@ -55,13 +74,24 @@ def test_a_custom_network_with_one_private_subnet() -> None:
         got=f"privateIpGoogleAccess {subnet.props.get('privateIpGoogleAccess')!r}",
         expected="True: private nodes reach Google APIs (image pulls, Secret Manager)",
     )
-    ranges = {r.get("rangeName") for r in subnet.props.get("secondaryIpRanges") or []}
+    ranges = {
+        r.get("rangeName"): r.get("ipCidrRange")
+        for r in subnet.props.get("secondaryIpRanges") or []
+    }
     check(
-        ranges == {"pods", "services"},
+        set(ranges) == {"pods", "services"},
         called="vpc: the subnet's secondary ranges",
-        got=sorted(map(str, ranges)),
+        got=ranges,
         expected="two ranges named pods and services, for the cluster",
     )
+    check(
+        prefix(ranges["pods"]) < prefix(ranges["services"]),
+        called="vpc: the subnet's secondary ranges",
+        got=ranges,
+        expected="the pods range the larger one (every pod takes an address; "
+        "services are few): PODS_RANGE for pods, SERVICES_RANGE for services",
+    )
+    in_component(graph, [network, subnet], "agents:platform:Network", "vpc")
 
 
 # Task 2 ----------------------------------------------------------------------
@@ -108,6 +138,12 @@ def test_private_service_access_reserves_a_range_and_peers() -> None:
         got={k: connection.props.get(k) for k in ("service", "reservedPeeringRanges")},
         expected="service servicenetworking.googleapis.com, reserving that range, "
         "on the VPC",
+    )
+    in_component(
+        graph,
+        [reserved, connection],
+        "agents:platform:Network",
+        "private_service_access",
     )
     check(
         all((reserved.props.get("labels") or {}).get(k) for k in REQUIRED),
@@ -172,6 +208,21 @@ def test_cloud_sql_is_private_regional_and_recoverable(stack: str) -> None:
 
 
 @pytest.mark.task(3)
+def test_high_availability_follows_the_config() -> None:
+    """database_instance with agents:dbHighAvailability false"""
+    graph = declared("dev", **{"agents:dbHighAvailability": False})
+    instance = graph.one(SQL, "agents-pg")
+    availability = (instance.props.get("settings") or {}).get("availabilityType")
+    check(
+        availability == "ZONAL",
+        called="database_instance in a stack with agents:dbHighAvailability false",
+        got=f"availabilityType {availability!r}",
+        expected="ZONAL: config.db_high_availability decides, not the code",
+    )
+    in_component(graph, [instance], "agents:platform:Database", "database_instance")
+
+
+@pytest.mark.task(3)
 def test_cloud_sql_waits_for_the_peering() -> None:
     """database_instance: what it depends on"""
     graph = declared("dev")
@@ -230,6 +281,7 @@ def test_an_autopilot_cluster_with_private_nodes(stack: str) -> None:
         got=f"ipAllocationPolicy {policy}, subnetwork {props.get('subnetwork')!r}",
         expected="the stack's subnet, pods and services from its secondary ranges",
     )
+    in_component(graph, [cluster], "agents:platform:Cluster", called)
     labels = props.get("resourceLabels") or {}
     check(
         all(labels.get(k) for k in REQUIRED)

@@ -78,13 +78,24 @@ def test_the_replica_is_private_and_in_another_region() -> None:
         expected="ZONAL, failover_target False: a read replica is promoted by an "
         "operator, never failed over to automatically",
     )
+    connection = graph.one("gcp:servicenetworking/connection:Connection")
+    check(
+        graph.explicitly_depends_on(replica, connection),
+        called=called,
+        got="no depends_on the servicenetworking Connection",
+        expected="depends_on the connection, like the primary: its private IP needs "
+        "the peering, and no input says so",
+    )
     labels = settings.get("userLabels") or {}
     check(
         props.get("deletionProtection") is True
+        and settings.get("deletionProtectionEnabled") is True
         and all(labels.get(k) for k in REQUIRED),
         called=called,
-        got=f"deletionProtection {props.get('deletionProtection')!r}, labels {labels}",
-        expected="deletion protection in prod, and the labels given",
+        got=f"deletionProtection {props.get('deletionProtection')!r}, "
+        f"deletionProtectionEnabled {settings.get('deletionProtectionEnabled')!r}, "
+        f"labels {labels}",
+        expected="deletion protection in prod (both settings), and the labels given",
     )
 
 
@@ -105,16 +116,34 @@ def test_no_replica_without_a_replica_region() -> None:
 POOLS = {"agent-runtime-default": 3, "agent-runtime-enterprise": 2}
 
 
+def normal(command: str) -> str:
+    """kubectl's other spellings of a resource, as "statefulset NAME"."""
+    for short, full in (
+        ("statefulsets.apps/", "statefulset "),
+        ("statefulset.apps/", "statefulset "),
+        ("statefulset/", "statefulset "),
+        ("sts/", "statefulset "),
+        ("deployments.apps/", "deployment "),
+        ("deployment.apps/", "deployment "),
+        ("deployment/", "deployment "),
+        ("deploy/", "deployment "),
+        ("sts ", "statefulset "),
+        ("deploy ", "deployment "),
+    ):
+        command = command.replace(short, full)
+    return command
+
+
 def first(steps: list[Step], *parts: str) -> int:
     """The index of the first step whose command has every part (-1 if none)."""
     for index, step in enumerate(steps):
-        if all(part in step.command for part in parts):
+        if all(part in normal(step.command) for part in parts):
             return index
     return -1
 
 
 def plan(steps: list[Step]) -> str:
-    return " | ".join(step.name for step in steps)
+    return "; ".join(f"{n}. {step.name}" for n, step in enumerate(steps, start=1))
 
 
 @pytest.mark.task(2)
@@ -140,10 +169,28 @@ def test_writers_stop_before_the_promotion() -> None:
     )
     checks = first(steps, "describe", target.primary)
     check(
-        0 <= checks < min(stops),
+        0 <= checks < min(stops) and "RUNNABLE" in steps[checks].command,
+        called='promotion_steps(target_for("prod"))',
+        got=f"step {checks + 1}: {steps[checks].command}"
+        if checks >= 0
+        else plan(steps),
+        expected="first a check that fails while the primary still serves (its "
+        "state from gcloud sql instances describe is RUNNABLE)",
+    )
+    gone = next(
+        (
+            index
+            for index, step in enumerate(steps)
+            if "wait" in step.command and "delete" in step.command
+        ),
+        -1,
+    )
+    check(
+        max(stops) < gone < promote,
         called='promotion_steps(target_for("prod"))',
         got=plan(steps),
-        expected="first confirm the primary is down (gcloud sql instances describe)",
+        expected="after scaling to 0, a wait until the pods are gone (kubectl wait "
+        "--for=delete): scaling returns at once, the pods take their grace period",
     )
 
 
@@ -157,11 +204,11 @@ def test_the_secret_moves_before_anything_starts_again() -> None:
         (
             index
             for index, step in enumerate(steps)
-            if index > promote
-            and ("DATABASE_URL" in step.command or "database-url" in step.command)
+            if index > promote and "agent-runtime-secrets" in step.command
         ),
         -1,
     )
+    steps = [Step(step.name, normal(step.command)) for step in steps]
     starts = [
         index
         for index, step in enumerate(steps)
@@ -173,8 +220,9 @@ def test_the_secret_moves_before_anything_starts_again() -> None:
         promote < secret and starts and secret < min(starts),
         called='promotion_steps(target_for("prod"))',
         got=plan(steps),
-        expected="DATABASE_URL repointed after the promotion and before any "
-        "runner or the gateway starts",
+        expected="DATABASE_URL repointed in the Kubernetes Secret the pods read "
+        "(agent-runtime-secrets) after the promotion, before any runner or the "
+        "gateway starts",
     )
     for name, replicas in POOLS.items():
         ups = [

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from infra_support import declared
 
-from capstone.edge.ratelimit import TENANT_HEADER, TENANT_LIMIT, RateBasedBan, RateLimit
+from capstone.edge.ratelimit import (
+    ANONYMOUS_LIMIT,
+    TENANT_HEADER,
+    TENANT_LIMIT,
+    RateBasedBan,
+    RateLimit,
+)
 from course.check import check
 from infra.labels import REQUIRED
 from infra.testing import Graph
@@ -52,11 +58,28 @@ def test_sql_injection_is_refused() -> None:
         expected="one rule matching Google's preconfigured SQL injection expression",
     )
     rule = waf[0]
+    expression = str(rule["match"]["expr"]["expression"]).replace(" ", "")
     check(
-        str(rule.get("action")).startswith("deny") and not rule.get("preview"),
+        expression.startswith("evaluatePreconfiguredWaf('sqli-")
+        or expression.startswith("evaluatePreconfiguredExpr('sqli-"),
+        called="security_policy: the SQL injection rule's match",
+        got=expression,
+        expected="Google's preconfigured rule itself, e.g. "
+        "evaluatePreconfiguredWaf('sqli-v33-stable'), not negated",
+    )
+    check(
+        rule.get("action") == "deny(403)" and not rule.get("preview"),
         called="security_policy: the SQL injection rule",
         got=f"action {rule.get('action')!r}, preview {rule.get('preview')!r}",
         expected="deny(403), enforced (not in preview, which only logs)",
+    )
+    rate_rules = [r for r in found if r.get("action") in ("rate_based_ban", "throttle")]
+    check(
+        all(rule["priority"] < r.get("priority", 0) for r in rate_rules),
+        called="security_policy: the order of the rules",
+        got=f"rules {summary(found)}",
+        expected="the SQL injection rule first (the lowest number): a rate rule "
+        "that matches ends the evaluation, so one before it hides it",
     )
 
 
@@ -70,6 +93,15 @@ def test_a_tenant_over_its_rate_is_banned() -> None:
         called="security_policy('agent-edge-armor', labels, opts)",
         got=f"rules {summary(found)}",
         expected="one rule with action rate_based_ban",
+    )
+    match = bans[0].get("match") or {}
+    expression = str((match.get("expr") or {}).get("expression")).replace(" ", "")
+    check(
+        expression == f"has(request.headers['{TENANT_HEADER}'])",
+        called="security_policy: which requests the ban counts",
+        got=f"match {match}",
+        expected=f"only requests that carry the header (WITH_TENANT): counted by "
+        f"{TENANT_HEADER}, requests without it would all share one key",
     )
     options = bans[0].get("rateLimitOptions") or {}
     key = (options.get("enforceOnKey"), options.get("enforceOnKeyName"))
@@ -103,6 +135,38 @@ def test_a_tenant_over_its_rate_is_banned() -> None:
         called="security_policy: the rate-based ban's actions",
         got={k: options.get(k) for k in ("conformAction", "exceedAction")},
         expected="allow under the limit, deny(429) over it",
+    )
+
+
+@pytest.mark.task(1)
+def test_callers_without_a_tenant_are_limited_by_address() -> None:
+    """security_policy: the rule for requests without the header"""
+    found = rules(declared("dev"))
+    anonymous = [
+        r
+        for r in found
+        if r.get("action") in ("throttle", "rate_based_ban")
+        and (r.get("rateLimitOptions") or {}).get("enforceOnKey") == "IP"
+    ]
+    check(
+        len(anonymous) == 1,
+        called="security_policy('agent-edge-armor', labels, opts)",
+        got=f"rules {summary(found)}",
+        expected="one rate rule keyed on IP, for callers without the header",
+    )
+    rule = anonymous[0]
+    expression = str(
+        ((rule.get("match") or {}).get("expr") or {}).get("expression")
+    ).replace(" ", "")
+    threshold = (rule.get("rateLimitOptions") or {}).get("rateLimitThreshold") or {}
+    check(
+        expression == f"!has(request.headers['{TENANT_HEADER}'])"
+        and threshold.get("count") == ANONYMOUS_LIMIT.count
+        and threshold.get("intervalSec") == ANONYMOUS_LIMIT.interval_seconds,
+        called="security_policy: the per-address rule",
+        got=f"match {expression!r}, threshold {threshold}",
+        expected=f"requests without the header, {ANONYMOUS_LIMIT.count} per "
+        f"{ANONYMOUS_LIMIT.interval_seconds} s per IP (ANONYMOUS_LIMIT)",
     )
 
 
@@ -168,12 +232,27 @@ def test_admin_routes_go_through_iap_and_armor() -> None:
         got={k: admin.props.get(k) for k in ("backends", "loadBalancingScheme")},
         expected="the edge's serverless endpoint group, EXTERNAL_MANAGED",
     )
-    members = [
-        (m.props.get("member"), m.props.get("role"))
-        for m in graph.of_type(
-            "gcp:iap/webBackendServiceIamMember:WebBackendServiceIamMember"
-        )
-    ]
+    check(
+        bool(iap.get("oauth2ClientSecret"))
+        and (admin.props.get("logConfig") or {}).get("enable") is True,
+        called="admin_backend: IAP's client secret and request logs",
+        got={
+            "oauth2ClientSecret": "set" if iap.get("oauth2ClientSecret") else None,
+            "logConfig": admin.props.get("logConfig"),
+        },
+        expected="the OAuth client secret from the config, and request logging on "
+        "(who reached the admin routes)",
+    )
+    grants = graph.of_type(
+        "gcp:iap/webBackendServiceIamMember:WebBackendServiceIamMember"
+    )
+    check(
+        all(graph.depends_on(grant, admin) for grant in grants),
+        called="admin_backend: the IAP access grants",
+        got=[g.props.get("webBackendService") for g in grants],
+        expected="each grant on the admin backend itself (its name), not another",
+    )
+    members = [(m.props.get("member"), m.props.get("role")) for m in grants]
     check(
         members
         == [("group:agents-oncall@example.com", "roles/iap.httpsResourceAccessor")],
@@ -210,10 +289,10 @@ def test_the_request_after_the_limit_is_refused() -> None:
     )
     decision = limiter.check("acme", 1.0)
     check(
-        not decision.allowed and 0 < decision.retry_after <= TENANT_LIMIT.ban_seconds,
+        not decision.allowed and decision.retry_after == TENANT_LIMIT.ban_seconds,
         called=f"check('acme', now=1) after {TENANT_LIMIT.count} requests",
         got=decision,
-        expected=f"refused, retry_after between 1 and {TENANT_LIMIT.ban_seconds} s",
+        expected=f"refused, retry_after {TENANT_LIMIT.ban_seconds} (the whole ban)",
     )
     other = limiter.check("globex", 1.0)
     check(
@@ -230,12 +309,13 @@ def test_the_ban_lasts_and_then_ends() -> None:
     limit = RateLimit(count=3, interval_seconds=10, ban_seconds=30)
     limiter = RateBasedBan(limit)
     send(limiter, "acme", 4, now=0.0)
-    later = limiter.check("acme", 12.0)
+    later = limiter.check("acme", 12.5)
     check(
-        not later.allowed and 0 < later.retry_after <= 18,
-        called="check('acme', now=12) after a ban at now=0 (3 per 10 s, ban 30 s)",
+        not later.allowed and later.retry_after == 18,
+        called="check('acme', now=12.5) after a ban at now=0 (3 per 10 s, ban 30 s)",
         got=later,
-        expected="still refused (the ban lasts 30 s, not one window), retry_after 18",
+        expected="still refused (the ban lasts 30 s, not one window), retry_after "
+        "18: 17.5 s left, rounded up so a client never comes back too early",
     )
     after = limiter.check("acme", 31.0)
     check(

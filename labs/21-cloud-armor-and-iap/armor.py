@@ -28,8 +28,9 @@ ANONYMOUS_PER_IP_PER_MINUTE = ANONYMOUS_LIMIT.count
 def security_policy(
     name: str, labels: dict[str, str], opts: pulumi.ResourceOptions
 ) -> gcp.compute.SecurityPolicy:
-    """The edge's policy: a WAF rule, a per-tenant rate-based ban, a default rule."""
-    raise NotImplementedError("Task 1: a Cloud Armor policy: WAF rule, per-tenant ban, default rule")
+    """The edge's policy: a WAF rule, a per-tenant rate-based ban, a per-address
+    throttle for callers without a tenant, and a default rule."""
+    raise NotImplementedError("Task 1: a Cloud Armor policy: WAF rule, per-tenant ban, per-address throttle, default rule")
 
 
 def admin_backend(
