@@ -47,7 +47,11 @@ class Target:
 
 def target_for(stack: str) -> Target:
     """The stack's target; instance names come from its outputs when it runs."""
-    config = yaml.safe_load((INFRA / f"Pulumi.{stack}.yaml").read_text())["config"]
+    path = INFRA / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        stacks = sorted(p.name.split(".")[1] for p in INFRA.glob("Pulumi.*.yaml"))
+        raise SystemExit(f"no stack {stack!r}; the stacks are {', '.join(stacks)}")
+    config = yaml.safe_load(path.read_text())["config"]
     if not config.get("agents:replicaRegion"):
         raise SystemExit(f"stack {stack} has no read replica (agents:replicaRegion)")
     output = f"pulumi -C infra stack output --stack {stack}"
