@@ -73,7 +73,6 @@ class Resource:
 @dataclass
 class Graph:
     resources: list[Resource] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -120,8 +119,6 @@ def _computed(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         extra["uri"] = f"https://{name}-mock.a.run.app"
     elif type_ == "kubernetes:core/v1:Service":
         extra["status"] = {"loadBalancer": {"ingress": [{"ip": "10.42.0.50"}]}}
-    elif type_.startswith("kubernetes:") and "metadata" in inputs:
-        extra["name"] = name
     return {**inputs, **extra}
 
 

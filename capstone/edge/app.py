@@ -46,7 +46,8 @@ from capstone.gateway.tenancy import ClientError, tenant_of
 
 log = logging.getLogger("capstone.edge")
 
-# Headers about one connection, not the request: never forwarded (RFC 9110 7.6.1).
+# Never forwarded: hop-by-hop headers (RFC 9110 7.6.1), and the two the client
+# sets again for the upstream request (its Host, its body's length).
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -88,12 +89,12 @@ class EdgeState:
     def admit(self, connection: HTTPConnection) -> Decision:
         """Count one request: against its tenant, or without a tenant header,
         against the caller's address (never one key shared by all of them)."""
-        tenants = connection.headers.getlist(TENANT_HEADER)
+        # The gateway's own rule for the header: once, a well-formed id (so a key
+        # is at most 64 characters, whatever a client sends).
+        tenant = tenant_of(connection, "")
         now = time.monotonic()
-        if tenants:
-            # The gateway's own rule for the header: once, a well-formed id (so a
-            # key is at most 64 characters, whatever a client sends).
-            return self.tenants.check(tenant_of(connection, ""), now)
+        if tenant:
+            return self.tenants.check(tenant, now)
         return self.anonymous.check(f"address:{client_address(connection)}", now)
 
 
